@@ -1,0 +1,14 @@
+//! The fleet edge agent: sources -> decoders -> rules -> local store -> sync.
+//!
+//! Pure logic (decoders, rules, batch assembly) does no I/O; the async layer in
+//! `daemon`, `pipeline` and `sync` only moves bytes between them.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod identity;
+pub mod pipeline;
+pub mod rules;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,1 @@
+//! Hardware behind traits, each with a simulator or replay implementation.

@@ -1,0 +1,71 @@
+//! JSON messages of the device API (`/sync/v1/…`) and the error shape every
+//! endpoint uses.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const PATH_ENROLL: &str = "/sync/v1/enroll";
+pub const PATH_BATCHES: &str = "/sync/v1/batches";
+pub const PATH_TIME: &str = "/sync/v1/time";
+/// `/sync/v1/docs/{doc_id}/sync`: one round of automerge's sync protocol.
+pub const PATH_DOCS_PREFIX: &str = "/sync/v1/docs/";
+pub const CONTENT_TYPE_BATCH: &str = "application/vnd.fleet.batch";
+pub const CONTENT_TYPE_AUTOMERGE_SYNC: &str = "application/vnd.automerge.sync";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// The device's Ed25519 public key, base64 (standard alphabet, padded).
+    pub public_key: String,
+    pub name: Option<String>,
+    /// Signature by the new key over [`crate::auth::enroll_message`], proving the
+    /// device holds the private half.
+    pub proof: String,
+    pub agent_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub device_id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub server_time_ms: i64,
+}
+
+/// The answer to a stored batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchAck {
+    /// Highest seq such that every seq up to it is durably stored (or accounted for
+    /// as evicted or quarantined). 0 when nothing is.
+    pub acked_seq: u64,
+    pub server_time_ms: i64,
+    /// Events newly stored by this request.
+    pub stored: u32,
+    /// Events the server already had.
+    pub duplicates: u32,
+    /// Events set aside for an operator to look at.
+    pub quarantined: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimeResponse {
+    pub server_time_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    /// Present on clock errors so that a device can correct itself and retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_time_ms: Option<i64>,
+    /// Present on seq errors: where the server expects the device to resume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_seq: Option<u64>,
+}
