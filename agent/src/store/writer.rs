@@ -1,0 +1,548 @@
+//! The writer thread: the only code that writes the database. It keeps one
+//! transaction open while events arrive and commits it on the group-commit
+//! deadline, when enough events are pending, for a critical event, or for any
+//! other command (acks, meta, documents), which must be durable on return.
+
+use super::docs::{self, DocSave};
+use super::outbox::{self, EvictionClass};
+use super::read::{self, OutboxRow};
+use super::{rows, schema, EvictionReport, NewEvent, StoreError, StoreOptions};
+use fleet_protocol::{BootId, Hlc, HlcClock, Priority, TimeAnchor};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(crate) enum Command {
+    Append {
+        ev: NewEvent,
+        reply: Option<Reply<u64>>,
+    },
+    Flush(Reply<u64>),
+    SetAcked {
+        seq: u64,
+        reply: Reply<()>,
+    },
+    SetBudget {
+        bytes: u64,
+        reply: Reply<EvictionReport>,
+    },
+    PutAnchor {
+        anchor: TimeAnchor,
+        reply: Reply<()>,
+    },
+    SetMeta {
+        key: String,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    DocSave {
+        save: DocSave,
+        reply: Reply<()>,
+    },
+    SetDocSyncState {
+        doc_id: String,
+        peer: String,
+        state: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Close(Reply<()>),
+}
+
+pub(crate) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    boot_id: BootId,
+    opts: StoreOptions,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let writer = Writer::new(conn, boot_id, opts)?;
+    // A private single-thread runtime gives the thread a timed wait on the async
+    // queue, whatever runtime (if any) the caller uses.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    let handle = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(&rt, rx))?;
+    Ok(handle)
+}
+
+struct Writer {
+    conn: Connection,
+    boot: i64,
+    opts: StoreOptions,
+    hlc: HlcClock,
+    /// The highest seq and HLC on disk; the open transaction builds past them.
+    committed_seq: u64,
+    committed_hlc: Hlc,
+    next_seq: u64,
+    in_tx: bool,
+    /// Events in the open transaction, and the callers waiting for it.
+    pending: usize,
+    waiting: Vec<(u64, Reply<u64>)>,
+    deadline: Option<Instant>,
+    payload: Vec<u8>,
+}
+
+impl Writer {
+    fn new(conn: Connection, boot_id: BootId, opts: StoreOptions) -> Result<Self, StoreError> {
+        conn.execute(
+            "INSERT OR IGNORE INTO boots (boot_id) VALUES (?1)",
+            [&boot_id.0[..]],
+        )?;
+        let boot: i64 = conn.query_row(
+            "SELECT id FROM boots WHERE boot_id = ?1",
+            [&boot_id.0[..]],
+            |r| r.get(0),
+        )?;
+        let o = read::outbox_row(&conn)?;
+        // The counters and the rows commit together, so these agree; taking the
+        // larger anyway means a seq is never issued twice.
+        let max_row: Option<i64> =
+            conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+        let committed_seq = o.last_seq.max(max_row.unwrap_or(0) as u64);
+        let committed_hlc = Hlc(o.last_hlc);
+        Ok(Self {
+            conn,
+            boot,
+            opts,
+            hlc: HlcClock::resume(committed_hlc),
+            committed_seq,
+            committed_hlc,
+            next_seq: committed_seq + 1,
+            in_tx: false,
+            pending: 0,
+            waiting: Vec::new(),
+            deadline: None,
+            payload: Vec::with_capacity(256),
+        })
+    }
+
+    fn run(mut self, rt: &tokio::runtime::Runtime, mut rx: mpsc::Receiver<Command>) {
+        let mut close_reply = None;
+        loop {
+            let cmd = match self.deadline {
+                Some(deadline) => match rt.block_on(tokio::time::timeout_at(deadline, rx.recv())) {
+                    Ok(cmd) => cmd,
+                    Err(_elapsed) => {
+                        let _ = self.commit();
+                        continue;
+                    }
+                },
+                None => rx.blocking_recv(),
+            };
+            match cmd {
+                Some(Command::Close(reply)) => {
+                    // Accept nothing new, but finish what is already queued.
+                    rx.close();
+                    close_reply = Some(reply);
+                }
+                Some(cmd) => self.handle(cmd),
+                None => break,
+            }
+        }
+        let result = self.commit().map(|_| ());
+        if let Some(reply) = close_reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { ev, reply } => self.append(ev, reply),
+            Command::Flush(reply) => {
+                let _ = reply.send(self.commit());
+            }
+            Command::SetAcked { seq, reply } => {
+                let result = self.durably(|w| w.set_acked(seq));
+                let _ = reply.send(result);
+            }
+            Command::SetBudget { bytes, reply } => {
+                self.opts.disk_budget_bytes = bytes;
+                let result = self.commit().and_then(|_| self.enforce_budget());
+                let _ = reply.send(result);
+            }
+            Command::PutAnchor { anchor, reply } => {
+                let result = self.durably(|w| {
+                    let current = read::anchor_for(&w.conn, anchor.boot_id)?;
+                    if outbox::anchor_replaces(current.as_ref(), &anchor) {
+                        w.conn
+                            .prepare_cached(
+                                "INSERT OR REPLACE INTO time_anchors \
+                                 (boot_id, mono_ms, true_ms, source, uncertainty_ms) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                            )?
+                            .execute(params![
+                                &anchor.boot_id.0[..],
+                                anchor.mono_ms as i64,
+                                anchor.true_ms,
+                                anchor.source as u8,
+                                anchor.uncertainty_ms
+                            ])?;
+                    }
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::SetMeta { key, value, reply } => {
+                let result = self.durably(|w| {
+                    w.conn
+                        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                        .execute(params![key, value])?;
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Command::DocSave { save, reply } => {
+                let result = self.durably(|w| docs::apply_save(&w.conn, save));
+                let _ = reply.send(result);
+            }
+            Command::SetDocSyncState {
+                doc_id,
+                peer,
+                state,
+                reply,
+            } => {
+                let result =
+                    self.durably(|w| docs::apply_sync_state(&w.conn, &doc_id, &peer, &state));
+                let _ = reply.send(result);
+            }
+            Command::Close(_) => unreachable!("handled by the run loop"),
+        }
+    }
+
+    fn append(&mut self, ev: NewEvent, reply: Option<Reply<u64>>) {
+        let critical = ev.priority == Priority::Critical;
+        match self.insert(&ev) {
+            Ok(seq) => {
+                if let Some(reply) = reply {
+                    self.waiting.push((seq, reply));
+                }
+            }
+            Err(e) => {
+                tracing::error!(kind = %ev.kind, error = %e, "event not stored");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e));
+                }
+                return;
+            }
+        }
+        if critical || self.pending >= self.opts.group_commit_max_events {
+            let _ = self.commit();
+        } else if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.opts.group_commit);
+        }
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if !self.in_tx {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, ev: &NewEvent) -> Result<u64, StoreError> {
+        self.begin()?;
+        let seq = self.next_seq;
+        let hlc = self.hlc.tick(ev.wall_ms);
+        self.payload.clear();
+        rows::encode_data(&ev.data, &mut self.payload);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (seq, boot, kind, priority, mono_ms, wall_ms, hlc, config_version, data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                seq as i64,
+                self.boot,
+                ev.kind.as_str(),
+                ev.priority as u8,
+                ev.mono_ms as i64,
+                ev.wall_ms,
+                hlc.0 as i64,
+                ev.config_version,
+                self.payload
+            ])?;
+        self.next_seq += 1;
+        self.pending += 1;
+        Ok(seq)
+    }
+
+    /// Runs `op` in the open transaction (undoing only its own effects if it
+    /// fails) and commits, so the change is durable when the caller hears back.
+    fn durably<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.begin()?;
+        self.conn.execute_batch("SAVEPOINT op")?;
+        match op(self) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE op")?;
+                self.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                Err(e)
+            }
+        }
+    }
+
+    fn set_acked(&mut self, seq: u64) -> Result<(), StoreError> {
+        let highest = self.next_seq - 1;
+        if seq > highest {
+            tracing::warn!(seq, highest, "ack beyond the last recorded event, clamped");
+        }
+        self.conn
+            .prepare_cached("UPDATE outbox SET acked_seq = max(acked_seq, ?1) WHERE id = 1")?
+            .execute([seq.min(highest) as i64])?;
+        Ok(())
+    }
+
+    /// Commits the open transaction (if any) and answers the callers waiting on
+    /// it. Returns the highest committed seq.
+    fn commit(&mut self) -> Result<u64, StoreError> {
+        self.deadline = None;
+        if !self.in_tx {
+            return Ok(self.committed_seq);
+        }
+        let result = self.try_commit();
+        self.in_tx = false;
+        let waiting = std::mem::take(&mut self.waiting);
+        let pending = std::mem::replace(&mut self.pending, 0);
+        match result {
+            Ok(()) => {
+                self.committed_seq = self.next_seq - 1;
+                self.committed_hlc = self.hlc.last();
+                for (seq, reply) in waiting {
+                    let _ = reply.send(Ok(seq));
+                }
+                if let Err(e) = self.enforce_budget() {
+                    tracing::error!(error = %e, "eviction failed; the store may exceed its disk budget");
+                }
+                Ok(self.committed_seq)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.next_seq = self.committed_seq + 1;
+                self.hlc = HlcClock::resume(self.committed_hlc);
+                let unanswered = pending - waiting.len();
+                tracing::error!(
+                    lost = unanswered,
+                    failed = waiting.len(),
+                    error = %e,
+                    "commit failed; queued events were not stored"
+                );
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(StoreError::Io(std::io::Error::other(format!(
+                        "commit failed: {e}"
+                    )))));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn try_commit(&mut self) -> Result<(), StoreError> {
+        if self.pending > 0 {
+            self.conn
+                .prepare_cached("UPDATE outbox SET last_seq = ?1, last_hlc = ?2 WHERE id = 1")?
+                .execute(params![
+                    (self.next_seq - 1) as i64,
+                    self.hlc.last().0 as i64
+                ])?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Deletes events, in [`outbox::EVICTION_ORDER`], until the pages in use fit
+    /// 90 % of the budget; then gives the freed pages back to the file system.
+    fn enforce_budget(&mut self) -> Result<EvictionReport, StoreError> {
+        let budget = self.opts.disk_budget_bytes;
+        let before = schema::used_bytes(&self.conn)?;
+        let mut report = EvictionReport {
+            used_bytes_before: before,
+            used_bytes_after: before,
+            ..Default::default()
+        };
+        if before <= budget {
+            return Ok(report);
+        }
+        let target = outbox::eviction_target(budget);
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.evict_until(target, before, &mut report) {
+            Ok(()) => self.conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        // Moves the free pages to the end of the file and truncates it; the
+        // checkpoint carries that into the main file and resets the WAL.
+        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        report.used_bytes_after = schema::used_bytes(&self.conn)?;
+        report.over_budget = report.used_bytes_after > budget;
+        let evicted = report.evicted_telemetry + report.evicted_normal;
+        if report.over_budget {
+            tracing::error!(
+                used = report.used_bytes_after,
+                budget,
+                "disk budget exceeded by unacknowledged critical events, which are never evicted"
+            );
+        }
+        if evicted > 0 {
+            tracing::warn!(
+                telemetry = report.evicted_telemetry,
+                normal = report.evicted_normal,
+                pruned_acked = report.pruned_acked,
+                "evicted unacknowledged events to stay within the disk budget"
+            );
+        } else {
+            tracing::debug!(
+                pruned_acked = report.pruned_acked,
+                "pruned acknowledged events"
+            );
+        }
+        Ok(report)
+    }
+
+    fn evict_until(
+        &mut self,
+        target: u64,
+        mut used: u64,
+        report: &mut EvictionReport,
+    ) -> Result<(), StoreError> {
+        let o: OutboxRow = read::outbox_row(&self.conn)?;
+        let rows_estimate = o
+            .last_seq
+            .saturating_sub(o.pruned_acked + o.evicted_telemetry + o.evicted_normal)
+            .max(1);
+        let avg_row = (used / rows_estimate).max(1);
+        for class in outbox::EVICTION_ORDER {
+            let mut cursor = 0u64;
+            while used > target {
+                let n = outbox::eviction_step(used - target, avg_row);
+                let seqs = self.select_victims(class, o.acked_seq, cursor, n)?;
+                let Some(&last) = seqs.last() else { break };
+                cursor = last;
+                self.delete_events(class, &seqs, report)?;
+                used = schema::used_bytes(&self.conn)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn select_victims(
+        &self,
+        class: EvictionClass,
+        acked: u64,
+        after: u64,
+        n: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (after, acked, n) = (after as i64, acked as i64, n as i64);
+        let seqs = match class {
+            EvictionClass::Acked => self
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM events WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+                )?
+                .query_map([after, acked, n], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?,
+            EvictionClass::Unacked(p) => {
+                debug_assert!(
+                    p != Priority::Critical,
+                    "unacked critical events are never evicted"
+                );
+                self.conn
+                    .prepare_cached(
+                        "SELECT seq FROM events WHERE seq > max(?1, ?2) AND priority = ?4 ORDER BY seq LIMIT ?3",
+                    )?
+                    .query_map([after, acked, n, p as i64], |r| r.get::<_, i64>(0))?
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        Ok(seqs.into_iter().map(|s| s as u64).collect())
+    }
+
+    fn delete_events(
+        &self,
+        class: EvictionClass,
+        seqs: &[u64],
+        report: &mut EvictionReport,
+    ) -> Result<(), StoreError> {
+        let mut del = self
+            .conn
+            .prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+        for &s in seqs {
+            del.execute([s as i64])?;
+        }
+        let n = seqs.len() as u64;
+        let column = match class {
+            EvictionClass::Acked => {
+                report.pruned_acked += n;
+                "pruned_acked"
+            }
+            EvictionClass::Unacked(Priority::Telemetry) => {
+                report.evicted_telemetry += n;
+                "evicted_telemetry"
+            }
+            EvictionClass::Unacked(_) => {
+                report.evicted_normal += n;
+                "evicted_normal"
+            }
+        };
+        self.conn
+            .prepare_cached(&format!(
+                "UPDATE outbox SET {column} = {column} + ?1 WHERE id = 1"
+            ))?
+            .execute([n as i64])?;
+        if matches!(class, EvictionClass::Unacked(_)) {
+            for (first, last) in outbox::runs(seqs) {
+                self.record_evicted_range(first, last)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `first..=last` to `evicted_ranges`, joining ranges it touches.
+    fn record_evicted_range(&self, mut first: u64, mut last: u64) -> Result<(), StoreError> {
+        let before: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT first_seq, last_seq FROM evicted_ranges WHERE first_seq < ?1 ORDER BY first_seq DESC LIMIT 1",
+            )?
+            .query_row([first as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((f, l)) = before {
+            if l as u64 + 1 >= first {
+                first = f as u64;
+                last = last.max(l as u64);
+                self.conn
+                    .execute("DELETE FROM evicted_ranges WHERE first_seq = ?1", [f])?;
+            }
+        }
+        let next_first = last as i64 + 1;
+        let after: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT last_seq FROM evicted_ranges WHERE first_seq = ?1")?
+            .query_row([next_first], |r| r.get(0))
+            .optional()?;
+        if let Some(l) = after {
+            last = l as u64;
+            self.conn.execute(
+                "DELETE FROM evicted_ranges WHERE first_seq = ?1",
+                [next_first],
+            )?;
+        }
+        self.conn
+            .prepare_cached("INSERT INTO evicted_ranges (first_seq, last_seq) VALUES (?1, ?2)")?
+            .execute([first as i64, last as i64])?;
+        Ok(())
+    }
+}
