@@ -1,1 +1,404 @@
-//! identity
+//! Who this device is to the server: its ids, its own Ed25519 key (generated here,
+//! never sent anywhere) and the server certificate it pinned at enrollment.
+//! Kept in `DIR/identity.json`, readable by the agent's user only.
+
+use crate::sync::client::{self, RequestError};
+use crate::sync::tls::{self, Fingerprint, Pin};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use fleet_protocol::api::{self, EnrollRequest, EnrollResponse};
+use fleet_protocol::auth;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+pub const IDENTITY_FILE: &str = "identity.json";
+const FORMAT_VERSION: u32 = 1;
+const ENROLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum IdentityError {
+    #[error("{0} does not exist: this device is not enrolled (run `fleet-agent enroll`)")]
+    NotEnrolled(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} was written by a newer agent (identity format {found}, this agent reads {FORMAT_VERSION})")]
+    TooNew { path: PathBuf, found: u32 },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The enrolled identity of this device.
+#[derive(Clone)]
+pub struct Identity {
+    pub device_id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub server_url: String,
+    signing_key: SigningKey,
+    server_cert_sha256: Option<Fingerprint>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("device_id", &self.device_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("server_url", &self.server_url)
+            .field("signing_key", &"<redacted>")
+            .field(
+                "server_cert_sha256",
+                &self.server_cert_sha256.map(hex::encode),
+            )
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    version: u32,
+    device_id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    server_url: String,
+    /// The Ed25519 secret key, base64.
+    signing_key: String,
+    /// SHA-256 of the server's certificate, hex; absent for loopback http.
+    server_cert_sha256: Option<String>,
+}
+
+impl Identity {
+    pub fn new(
+        device_id: Uuid,
+        tenant_id: Uuid,
+        name: String,
+        server_url: String,
+        signing_key: SigningKey,
+        server_cert_sha256: Option<Fingerprint>,
+    ) -> Self {
+        Self {
+            device_id,
+            tenant_id,
+            name,
+            server_url,
+            signing_key,
+            server_cert_sha256,
+        }
+    }
+
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(IDENTITY_FILE)
+    }
+
+    pub fn exists(data_dir: &Path) -> bool {
+        Self::path(data_dir).exists()
+    }
+
+    pub fn load(data_dir: &Path) -> Result<Identity, IdentityError> {
+        let path = Self::path(data_dir);
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                IdentityError::NotEnrolled(path.clone())
+            } else {
+                IdentityError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "identity file is readable by other users; chmod 600 it");
+            }
+        }
+        let corrupt = |reason: String| IdentityError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let version = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| corrupt(e.to_string()))?
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| corrupt("no format version".into()))?;
+        if version > u64::from(FORMAT_VERSION) {
+            return Err(IdentityError::TooNew {
+                path: path.clone(),
+                found: u32::try_from(version).unwrap_or(u32::MAX),
+            });
+        }
+        let file: IdentityFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let key_bytes: [u8; 32] = B64
+            .decode(file.signing_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("signing key is not 32 bytes of base64".into()))?;
+        let pin = file
+            .server_cert_sha256
+            .as_deref()
+            .map(tls::parse_fingerprint)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Identity {
+            device_id: file.device_id,
+            tenant_id: file.tenant_id,
+            name: file.name,
+            server_url: file.server_url,
+            signing_key: SigningKey::from_bytes(&key_bytes),
+            server_cert_sha256: pin,
+        })
+    }
+
+    /// Write `DIR/identity.json` atomically with mode 0600.
+    pub fn save(&self, data_dir: &Path) -> Result<(), IdentityError> {
+        let path = Self::path(data_dir);
+        let write_err = |source| IdentityError::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(write_err)?;
+        let file = IdentityFile {
+            version: FORMAT_VERSION,
+            device_id: self.device_id,
+            tenant_id: self.tenant_id,
+            name: self.name.clone(),
+            server_url: self.server_url.clone(),
+            signing_key: B64.encode(self.signing_key.to_bytes()),
+            server_cert_sha256: self.server_cert_sha256.map(hex::encode),
+        };
+        let json = serde_json::to_vec_pretty(&file).expect("identity serializes");
+        let tmp = data_dir.join(format!(".{IDENTITY_FILE}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(write_err)?;
+        f.write_all(&json).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(write_err)?;
+        // The rename is durable only once the directory entry is.
+        std::fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
+    pub fn public_key_b64(&self) -> String {
+        auth::encode_public_key(&self.signing_key.verifying_key())
+    }
+
+    /// The server certificate this device accepts, if it talks https.
+    pub fn server_pin(&self) -> Option<Fingerprint> {
+        self.server_cert_sha256
+    }
+}
+
+/// How to enroll: the server, the one-time token, and optionally the server
+/// certificate's fingerprint (otherwise the first certificate seen is trusted).
+#[derive(Clone)]
+pub struct EnrollOptions<'a> {
+    pub server_url: &'a str,
+    pub token: &'a str,
+    pub data_dir: &'a Path,
+    pub name: Option<&'a str>,
+    pub server_fingerprint: Option<Fingerprint>,
+}
+
+/// Enroll this device with a one-time token, trusting the server's certificate on
+/// first use. See [`enroll_with`].
+pub async fn enroll(
+    server_url: &str,
+    token: &str,
+    data_dir: &Path,
+    name: Option<&str>,
+) -> anyhow::Result<Identity> {
+    enroll_with(EnrollOptions {
+        server_url,
+        token,
+        data_dir,
+        name,
+        server_fingerprint: None,
+    })
+    .await
+}
+
+/// Generate a key pair, register the public half with the server under the
+/// token's tenant, and store the identity in `DIR/identity.json`.
+pub async fn enroll_with(opts: EnrollOptions<'_>) -> anyhow::Result<Identity> {
+    if Identity::exists(opts.data_dir) {
+        anyhow::bail!(
+            "{} already exists: this data directory is enrolled; remove it to enroll again",
+            Identity::path(opts.data_dir).display()
+        );
+    }
+    let url = client::check_server_url(opts.server_url)?;
+    let pin = match opts.server_fingerprint {
+        Some(fp) => Pin::Exactly(fp),
+        None => Pin::TrustOnFirstUse,
+    };
+    let (http, verifier) = client::http_client(&url, Some(pin), ENROLL_TIMEOUT)?;
+
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let public_key = auth::encode_public_key(&key.verifying_key());
+    let request = EnrollRequest {
+        token: opts.token.to_owned(),
+        proof: auth::sign_b64(&key, &auth::enroll_message(opts.token, &public_key)),
+        public_key,
+        name: opts.name.map(str::to_owned),
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+    };
+    let mut endpoint = url.clone();
+    let base_path = endpoint.path().trim_end_matches('/').to_owned();
+    endpoint.set_path(&format!("{base_path}{}", api::PATH_ENROLL));
+    let response = http
+        .post(endpoint)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&request)?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {url} to enroll: {e}"))?;
+    let status = response.status();
+    let body = response.bytes().await?.to_vec();
+    if !status.is_success() {
+        match client::error_from(status, &body) {
+            RequestError::Status { code, message, .. } => {
+                anyhow::bail!("enrollment refused by the server ({status}, {code}): {message}")
+            }
+            other => anyhow::bail!("enrollment failed: {other}"),
+        }
+    }
+    let answer: EnrollResponse = serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("the server's enrollment answer is unreadable: {e}"))?;
+    let pinned = match verifier {
+        Some(v) => Some(v.seen().ok_or_else(|| {
+            anyhow::anyhow!("TLS handshake finished without a server certificate")
+        })?),
+        None => None,
+    };
+    let identity = Identity {
+        device_id: answer.device_id,
+        tenant_id: answer.tenant_id,
+        name: answer.name,
+        server_url: url.as_str().trim_end_matches('/').to_owned(),
+        signing_key: key,
+        server_cert_sha256: pinned,
+    };
+    identity.save(opts.data_dir)?;
+    tracing::info!(
+        device = %identity.device_id,
+        tenant = %identity.tenant_id,
+        server = %identity.server_url,
+        pinned = ?pinned.map(hex::encode),
+        "enrolled"
+    );
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Identity {
+        Identity::new(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            "truck-7".into(),
+            "https://fleet.example".into(),
+            SigningKey::generate(&mut rand::rngs::OsRng),
+            Some([7; 32]),
+        )
+    }
+
+    #[test]
+    fn identity_round_trips_through_a_private_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = sample();
+        id.save(dir.path()).expect("save");
+        let mode = std::fs::metadata(Identity::path(dir.path()))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back = Identity::load(dir.path()).expect("load");
+        assert_eq!(back.device_id, id.device_id);
+        assert_eq!(back.tenant_id, id.tenant_id);
+        assert_eq!(back.public_key_b64(), id.public_key_b64());
+        assert_eq!(back.server_pin(), Some([7; 32]));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let id = sample();
+        let secret = B64.encode(id.signing_key().to_bytes());
+        let shown = format!("{id:?}");
+        assert!(shown.contains("<redacted>"));
+        assert!(!shown.contains(&secret));
+    }
+
+    #[test]
+    fn a_missing_identity_says_the_device_is_not_enrolled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::NotEnrolled(_))
+        ));
+    }
+
+    #[test]
+    fn a_newer_or_damaged_identity_file_is_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(Identity::path(dir.path()), r#"{"version": 9}"#).expect("write");
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::TooNew { found: 9, .. })
+        ));
+        std::fs::write(Identity::path(dir.path()), "{").expect("write");
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn enrolling_twice_into_one_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        sample().save(dir.path()).expect("save");
+        let err = enroll("http://127.0.0.1:1", "t", dir.path(), None)
+            .await
+            .expect_err("must refuse");
+        assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_enrollment_to_a_remote_host_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = enroll("http://fleet.example.com", "t", dir.path(), None)
+            .await
+            .expect_err("must refuse");
+        assert!(err.to_string().contains("https://"), "{err}");
+        assert!(!Identity::exists(dir.path()));
+    }
+}

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod batch;
 pub mod clock;
+pub mod docs;
 pub mod event;
 pub mod varint;
 
