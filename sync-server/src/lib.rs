@@ -1,1 +1,136 @@
-//! The fleet sync server.
+//! The fleet sync server: device sync endpoints, the operator API, the dashboard
+//! and the storage behind them.
+//!
+//! Tests drive [`router`] directly with `tower::ServiceExt::oneshot`, or bind
+//! `127.0.0.1:0` and call [`serve`].
+
+pub mod docs;
+pub mod http;
+pub mod storage;
+pub mod timebase;
+
+#[cfg(feature = "demo")]
+pub mod demo;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+pub use http::router;
+
+/// Knobs of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest batch body accepted, in bytes.
+    pub max_batch_bytes: usize,
+    /// Largest automerge sync message accepted, in bytes.
+    pub max_doc_message_bytes: usize,
+    /// A vehicle not heard from for this long shows as offline.
+    pub offline_after_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_batch_bytes: 8 << 20,
+            max_doc_message_bytes: 4 << 20,
+            offline_after_ms: 120_000,
+        }
+    }
+}
+
+type DocKey = (Uuid, String);
+
+/// Serialises the rounds on one document and keeps each device's live sync state
+/// between requests (the stored, encoded form is the fallback after a restart).
+#[derive(Default)]
+pub struct DocHub {
+    locks: Mutex<HashMap<DocKey, Arc<tokio::sync::Mutex<()>>>>,
+    states: Mutex<HashMap<(Uuid, String, Uuid), automerge::sync::State>>,
+}
+
+impl DocHub {
+    pub fn lock_for(&self, tenant: Uuid, doc_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks
+            .entry((tenant, doc_id.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn take_state(
+        &self,
+        tenant: Uuid,
+        doc_id: &str,
+        device: Uuid,
+    ) -> Option<automerge::sync::State> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(tenant, doc_id.to_owned(), device))
+    }
+
+    pub fn put_state(
+        &self,
+        tenant: Uuid,
+        doc_id: &str,
+        device: Uuid,
+        state: automerge::sync::State,
+    ) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant, doc_id.to_owned(), device), state);
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<dyn storage::Storage>,
+    pub settings: Arc<Settings>,
+    pub docs: Arc<DocHub>,
+}
+
+impl AppState {
+    pub fn new(storage: Arc<dyn storage::Storage>) -> Self {
+        AppState {
+            storage,
+            settings: Arc::new(Settings::default()),
+            docs: Arc::new(DocHub::default()),
+        }
+    }
+
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Opens (creating and migrating) the SQLite database `data_dir/fleet.db`.
+pub async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Arc<dyn storage::Storage>> {
+    use anyhow::Context;
+    tokio::fs::create_dir_all(data_dir)
+        .await
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let path = data_dir.join("fleet.db");
+    let db = tokio::task::spawn_blocking(move || {
+        storage::sqlite::SqliteStorage::open(&path)
+            .with_context(|| format!("opening {}", path.display()))
+    })
+    .await??;
+    Ok(Arc::new(db))
+}

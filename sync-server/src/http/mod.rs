@@ -1,0 +1,102 @@
+//! Routes: the device API (`/sync/v1/…`), the operator API (`/api/v1/…`),
+//! health checks and the dashboard.
+
+mod dashboard;
+mod device;
+pub mod error;
+mod operator;
+
+use crate::AppState;
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+use fleet_protocol::api;
+use futures_util::StreamExt;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(api::PATH_ENROLL, post(device::enroll))
+        .route(api::PATH_TIME, get(device::time))
+        .route(api::PATH_BATCHES, post(device::batches))
+        .route("/sync/v1/docs/{*rest}", post(device::doc_sync))
+        .route("/api/v1/devices", get(operator::devices))
+        .route("/api/v1/devices/{id}/events", get(operator::device_events))
+        .route("/api/v1/vehicles", get(operator::vehicles))
+        .route(
+            "/api/v1/vehicles/{id}/note",
+            get(operator::get_note).put(operator::put_note),
+        )
+        .route("/api/v1/quarantine", get(operator::quarantine))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read with explicit per-route limits (see `read_body`).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, ApiError> {
+    state.storage.ping().await?;
+    Ok("ready")
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// Reads a request body of at most `limit` bytes; larger bodies are refused with
+/// 413 and `too_large_code` before they are buffered.
+pub(crate) async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large_code: &'static str,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            too_large_code,
+            format!("request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "body_unreadable",
+                format!("request body could not be read: {e}"),
+            )
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
