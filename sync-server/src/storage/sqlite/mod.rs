@@ -556,3 +556,42 @@ impl Storage for SqliteStorage {
             .await
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    async fn fresh() -> (std::sync::Arc<dyn crate::storage::Storage>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = super::SqliteStorage::open(&dir.path().join("fleet.db")).unwrap();
+        (std::sync::Arc::new(storage), dir)
+    }
+
+    crate::conformance_suite!(fresh());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_a_newer_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() as u32 + 1).unwrap();
+        drop(c);
+        let err = SqliteStorage::open(&path).err().unwrap();
+        assert!(matches!(err, StorageError::SchemaTooNew { .. }), "{err}");
+        assert!(err.to_string().contains("newer than this binary"));
+    }
+
+    #[test]
+    fn reopening_a_migrated_database_keeps_its_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        drop(SqliteStorage::open(&path).unwrap());
+        drop(SqliteStorage::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let v: u32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+}
