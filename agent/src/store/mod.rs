@@ -440,3 +440,6 @@ impl Store {
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -123,7 +123,10 @@ impl Writer {
         let mut close_reply = None;
         loop {
             let cmd = match self.deadline {
-                Some(deadline) => match rt.block_on(tokio::time::timeout_at(deadline, rx.recv())) {
+                // The timer must be created inside the runtime that drives it.
+                Some(deadline) => match rt
+                    .block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await })
+                {
                     Ok(cmd) => cmd,
                     Err(_elapsed) => {
                         let _ = self.commit();
