@@ -5,6 +5,7 @@
 //! behind features; the simulator in [`sim`] produces the same bytes a vehicle would.
 
 pub mod can;
+pub mod elm327;
 pub mod gnss;
 pub mod ignition;
 pub mod sim;
