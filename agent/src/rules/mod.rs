@@ -2,11 +2,17 @@
 //! versioned: [`RULES_VERSION`] changes whenever the same input would give
 //! different events, and every trip summary names the version that made it.
 
+pub mod engine;
 pub mod sampling;
+pub mod thinning;
+pub mod trip;
 
 use serde::{Deserialize, Serialize};
 
+pub use engine::{ActiveDtc, Engine, RuleEvent, Signal};
 pub use sampling::{Sampler, SamplingPolicy};
+pub use thinning::PositionThinner;
+pub use trip::{TripAccumulator, TripSample, TripSummary};
 
 /// Bumped whenever the same input would produce different events.
 pub const RULES_VERSION: u32 = 1;

@@ -1,0 +1,666 @@
+//! The rules engine: one per vehicle. Decoded values in, events out; no I/O, no
+//! clock reads: every input carries its own monotonic time.
+
+use super::thinning::PositionThinner;
+use super::trip::{TripAccumulator, TripSample};
+use super::{IgnitionSource, RulesConfig, Sampler};
+use fleet_protocol::event::kinds;
+use fleet_protocol::{EventData, Kind, Position, Priority};
+use serde_json::{json, Map, Value};
+
+/// An event the rules produced, before the store numbers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleEvent {
+    pub kind: Kind,
+    pub priority: Priority,
+    pub mono_ms: u64,
+    pub data: EventData,
+}
+
+/// The signals the rules know, in engineering units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    EngineSpeedRpm,
+    WheelSpeedKmh,
+    CoolantTempC,
+    FuelLevelPct,
+    EngineHoursH,
+    OdometerKm,
+    FuelRateLph,
+    FuelUsedL,
+    BatteryV,
+    AccelPedalPct,
+    EngineLoadPct,
+}
+
+const SIGNALS: usize = 11;
+
+impl Signal {
+    pub const ALL: [Signal; SIGNALS] = [
+        Signal::EngineSpeedRpm,
+        Signal::WheelSpeedKmh,
+        Signal::CoolantTempC,
+        Signal::FuelLevelPct,
+        Signal::EngineHoursH,
+        Signal::OdometerKm,
+        Signal::FuelRateLph,
+        Signal::FuelUsedL,
+        Signal::BatteryV,
+        Signal::AccelPedalPct,
+        Signal::EngineLoadPct,
+    ];
+
+    /// The key in a `signal` event's payload.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::EngineSpeedRpm => "engine_speed_rpm",
+            Signal::WheelSpeedKmh => "wheel_speed_kmh",
+            Signal::CoolantTempC => "coolant_temp_c",
+            Signal::FuelLevelPct => "fuel_level_pct",
+            Signal::EngineHoursH => "engine_hours_h",
+            Signal::OdometerKm => "odometer_km",
+            Signal::FuelRateLph => "fuel_rate_lph",
+            Signal::FuelUsedL => "fuel_used_l",
+            Signal::BatteryV => "battery_v",
+            Signal::AccelPedalPct => "accel_pedal_pct",
+            Signal::EngineLoadPct => "engine_load_pct",
+        }
+    }
+}
+
+/// One active trouble code as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ActiveDtc {
+    pub source: u8,
+    pub spn: u32,
+    pub fmi: u8,
+    pub oc: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TripState {
+    Parked,
+    /// Moving, not yet for long enough.
+    Starting {
+        since_ms: u64,
+    },
+    Driving {
+        slow_since: Option<u64>,
+    },
+}
+
+/// Wheel speed older than this is stale and GPS speed is used instead.
+const WHEEL_SPEED_FRESH_MS: u64 = 3_000;
+/// A sample never stands for more than this (a gap in the fixes is not driving).
+const MAX_SPAN_MS: u64 = 5_000;
+
+pub struct Engine {
+    cfg: RulesConfig,
+    samplers: Vec<Sampler>,
+    latest: [Option<(u64, f64)>; SIGNALS],
+    pending_signals: Map<String, Value>,
+    pending_signals_ms: u64,
+    thinner: PositionThinner,
+    kept: Vec<(u64, Position)>,
+    last_fix: Option<(u64, Position)>,
+    wire: Option<bool>,
+    engine_on: bool,
+    last_rpm_ms: Option<u64>,
+    ignition: bool,
+    trip: TripState,
+    acc: TripAccumulator,
+    /// Samples of a trip that may be starting, folded in once it has.
+    starting: Vec<TripSample>,
+    idle_since: Option<u64>,
+    dtcs: Vec<ActiveDtc>,
+}
+
+impl Engine {
+    pub fn new(cfg: RulesConfig) -> Self {
+        let s = &cfg.signals;
+        let samplers = [
+            &s.engine_speed_rpm,
+            &s.wheel_speed_kmh,
+            &s.coolant_temp_c,
+            &s.fuel_level_pct,
+            &s.engine_hours_h,
+            &s.odometer_km,
+            &s.fuel_rate_lph,
+            &s.fuel_used_l,
+            &s.battery_v,
+            &s.accel_pedal_pct,
+            &s.engine_load_pct,
+        ]
+        .into_iter()
+        .map(|p| Sampler::new(p.clone()))
+        .collect();
+        Self {
+            thinner: PositionThinner::new(cfg.positions.clone()),
+            cfg,
+            samplers,
+            latest: [None; SIGNALS],
+            pending_signals: Map::new(),
+            pending_signals_ms: 0,
+            kept: Vec::new(),
+            last_fix: None,
+            wire: None,
+            engine_on: false,
+            last_rpm_ms: None,
+            ignition: false,
+            trip: TripState::Parked,
+            acc: TripAccumulator::default(),
+            starting: Vec::new(),
+            idle_since: None,
+            dtcs: Vec::new(),
+        }
+    }
+
+    pub fn ignition(&self) -> bool {
+        self.ignition
+    }
+
+    pub fn in_trip(&self) -> bool {
+        matches!(self.trip, TripState::Driving { .. })
+    }
+
+    fn value(&self, s: Signal) -> Option<f64> {
+        self.latest[s as usize].map(|(_, v)| v)
+    }
+
+    fn fresh(&self, s: Signal, now: u64, max_age: u64) -> Option<f64> {
+        self.latest[s as usize]
+            .filter(|(t, _)| now.saturating_sub(*t) <= max_age)
+            .map(|(_, v)| v)
+    }
+
+    /// Ground speed in km/h: the wheels when the bus says, else GPS.
+    fn speed_kmh(&self, now: u64) -> f64 {
+        self.fresh(Signal::WheelSpeedKmh, now, WHEEL_SPEED_FRESH_MS)
+            .or_else(|| {
+                self.last_fix
+                    .and_then(|(_, p)| p.speed_cms)
+                    .map(|s| f64::from(s) * 0.036)
+            })
+            .unwrap_or(0.0)
+    }
+
+    fn engine_running(&self) -> bool {
+        if self.last_rpm_ms.is_some() {
+            self.engine_on
+        } else {
+            self.ignition
+        }
+    }
+
+    /// A decoded signal value.
+    pub fn signal(&mut self, s: Signal, value: f64, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.latest[s as usize] = Some((mono_ms, value));
+        if self.samplers[s as usize].offer(mono_ms, value) {
+            if self.pending_signals.is_empty() {
+                self.pending_signals_ms = mono_ms;
+            }
+            let rounded = (value * 1000.0).round() / 1000.0;
+            self.pending_signals.insert(s.name().into(), json!(rounded));
+        }
+        if s == Signal::EngineSpeedRpm {
+            self.last_rpm_ms = Some(mono_ms);
+            let on = value >= self.cfg.ignition.engine_on_rpm;
+            if on != self.engine_on {
+                self.engine_on = on;
+                self.update_ignition(mono_ms, out);
+            }
+        }
+    }
+
+    /// The ignition sense wire changed.
+    pub fn ignition_wire(&mut self, on: bool, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.wire = Some(on);
+        self.update_ignition(mono_ms, out);
+    }
+
+    fn update_ignition(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        let from_engine = self.engine_on;
+        let on = match (self.cfg.ignition.source, self.wire) {
+            (IgnitionSource::Wire, w) => w.unwrap_or(false),
+            (IgnitionSource::Auto, Some(w)) => w,
+            (IgnitionSource::Auto, None) | (IgnitionSource::EngineSpeed, _) => from_engine,
+        };
+        if on == self.ignition {
+            return;
+        }
+        self.ignition = on;
+        if !on {
+            self.end_idle(mono_ms, out);
+            if self.cfg.trips.use_ignition && self.in_trip() {
+                self.end_trip(mono_ms, out);
+            } else if matches!(self.trip, TripState::Starting { .. }) {
+                self.trip = TripState::Parked;
+                self.starting.clear();
+            }
+        }
+        let mut data = Map::new();
+        if let Some((_, p)) = self.last_fix {
+            data.insert("lat".into(), json!(p.lat()));
+            data.insert("lon".into(), json!(p.lon()));
+        }
+        if !on {
+            if let Some(v) = self.value(Signal::OdometerKm) {
+                data.insert("odometer_km".into(), json!(v));
+            }
+            if let Some(v) = self.value(Signal::EngineHoursH) {
+                data.insert("engine_hours_h".into(), json!(v));
+            }
+        }
+        out.push(RuleEvent {
+            kind: if on {
+                kinds::IGNITION_ON
+            } else {
+                kinds::IGNITION_OFF
+            },
+            priority: Priority::Critical,
+            mono_ms,
+            data: EventData::Json(Value::Object(data)),
+        });
+    }
+
+    /// A GNSS fix.
+    pub fn fix(&mut self, mono_ms: u64, pos: Position, out: &mut Vec<RuleEvent>) {
+        if pos.fix == 0 || pos.invalid_reason().is_some() {
+            return;
+        }
+        let span = self
+            .last_fix
+            .map_or(1_000, |(t, _)| mono_ms.saturating_sub(t).min(MAX_SPAN_MS));
+        self.last_fix = Some((mono_ms, pos));
+        self.thinner.push(mono_ms, pos, &mut self.kept);
+        for (t, p) in self.kept.drain(..) {
+            out.push(RuleEvent {
+                kind: kinds::POSITION,
+                priority: Priority::Telemetry,
+                mono_ms: t,
+                data: EventData::Position(p),
+            });
+        }
+        let kmh = self.speed_kmh(mono_ms);
+        let idle = self.engine_running() && kmh <= self.cfg.idle.max_speed_kmh;
+        let sample = TripSample {
+            mono_ms,
+            span_ms: span as u32,
+            speed_cms: (kmh / 0.036).round() as u32,
+            lat_e7: Some(pos.lat_e7),
+            lon_e7: Some(pos.lon_e7),
+            idle,
+            odometer_m: self
+                .value(Signal::OdometerKm)
+                .map(|km| (km * 1000.0).round() as u64),
+            fuel_total_ml: self
+                .value(Signal::FuelUsedL)
+                .map(|l| (l * 1000.0).round() as u64),
+            fuel_rate_mlph: self
+                .fresh(Signal::FuelRateLph, mono_ms, MAX_SPAN_MS)
+                .map(|l| (l * 1000.0).round() as u32),
+        };
+        self.update_trip(sample, kmh, out);
+        self.update_idle(idle, mono_ms, out);
+    }
+
+    fn update_trip(&mut self, sample: TripSample, kmh: f64, out: &mut Vec<RuleEvent>) {
+        let t = &self.cfg.trips;
+        let now = sample.mono_ms;
+        let may_move = !t.use_ignition || self.wire.is_none() || self.ignition;
+        match self.trip {
+            TripState::Parked => {
+                if kmh >= t.start_speed_kmh && may_move {
+                    self.trip = TripState::Starting { since_ms: now };
+                    self.starting.clear();
+                    self.starting.push(sample);
+                }
+            }
+            TripState::Starting { since_ms } => {
+                if kmh < t.start_speed_kmh {
+                    self.trip = TripState::Parked;
+                    self.starting.clear();
+                } else {
+                    self.starting.push(sample);
+                    if (now - since_ms) as f64 / 1000.0 >= t.start_after_s {
+                        self.start_trip(since_ms, out);
+                    }
+                }
+            }
+            TripState::Driving { slow_since } => {
+                self.acc.add(&sample);
+                if kmh < t.stop_speed_kmh {
+                    let since = slow_since.unwrap_or(now);
+                    self.trip = TripState::Driving {
+                        slow_since: Some(since),
+                    };
+                    if (now - since) as f64 / 1000.0 >= t.stop_after_s {
+                        self.end_trip(now, out);
+                    }
+                } else {
+                    self.trip = TripState::Driving { slow_since: None };
+                }
+            }
+        }
+    }
+
+    fn start_trip(&mut self, since_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.acc = TripAccumulator::default();
+        for s in self.starting.drain(..) {
+            self.acc.add(&s);
+        }
+        self.trip = TripState::Driving { slow_since: None };
+        let mut data = Map::new();
+        if let Some(start) = self.acc.summary().start {
+            data.insert("lat".into(), json!(start.lat));
+            data.insert("lon".into(), json!(start.lon));
+        }
+        if let Some(v) = self.value(Signal::OdometerKm) {
+            data.insert("odometer_km".into(), json!(v));
+        }
+        out.push(RuleEvent {
+            kind: kinds::TRIP_START,
+            priority: Priority::Critical,
+            mono_ms: since_ms,
+            data: EventData::Json(Value::Object(data)),
+        });
+    }
+
+    fn end_trip(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.trip = TripState::Parked;
+        if self.acc.is_empty() {
+            return;
+        }
+        let summary = self.acc.summary();
+        self.acc = TripAccumulator::default();
+        out.push(RuleEvent {
+            kind: kinds::TRIP_END,
+            priority: Priority::Critical,
+            mono_ms: mono_ms.max(summary.end_mono_ms),
+            data: EventData::Json(serde_json::to_value(&summary).unwrap_or_default()),
+        });
+    }
+
+    fn update_idle(&mut self, idle: bool, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        match (idle, self.idle_since) {
+            (true, None) => self.idle_since = Some(mono_ms),
+            (false, Some(_)) => self.end_idle(mono_ms, out),
+            _ => {}
+        }
+    }
+
+    fn end_idle(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        let Some(since) = self.idle_since.take() else {
+            return;
+        };
+        let secs = mono_ms.saturating_sub(since) as f64 / 1000.0;
+        if secs < self.cfg.idle.after_s {
+            return;
+        }
+        let mut data = Map::new();
+        data.insert("duration_s".into(), json!(secs));
+        data.insert("start_mono_ms".into(), json!(since));
+        if let Some((_, p)) = self.last_fix {
+            data.insert("lat".into(), json!(p.lat()));
+            data.insert("lon".into(), json!(p.lon()));
+        }
+        out.push(RuleEvent {
+            kind: kinds::IDLE,
+            priority: Priority::Normal,
+            mono_ms,
+            data: EventData::Json(Value::Object(data)),
+        });
+    }
+
+    /// The active trouble codes one ECU reports now (a DM1).
+    pub fn dtcs(
+        &mut self,
+        source: u8,
+        lamps: u8,
+        active: &[ActiveDtc],
+        mono_ms: u64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let key = |d: &ActiveDtc| (d.source, d.spn, d.fmi);
+        let mut cleared = Vec::new();
+        self.dtcs.retain(|old| {
+            let keep = old.source != source || active.iter().any(|d| key(d) == key(old));
+            if !keep {
+                cleared.push(*old);
+            }
+            keep
+        });
+        for d in cleared {
+            out.push(dtc_event(kinds::DTC_CLEAR, &d, lamps, mono_ms));
+        }
+        for d in active {
+            if !self.dtcs.iter().any(|old| key(old) == key(d)) {
+                self.dtcs.push(*d);
+                out.push(dtc_event(kinds::DTC_SET, d, lamps, mono_ms));
+            }
+        }
+    }
+
+    /// Time passes: timers that need no new input (engine silence, signal flush).
+    pub fn tick(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        if let Some(t) = self.last_rpm_ms {
+            let silent =
+                mono_ms.saturating_sub(t) as f64 / 1000.0 >= self.cfg.ignition.silence_off_s;
+            if silent && self.engine_on {
+                self.engine_on = false;
+                self.update_ignition(t, out);
+            }
+        }
+        if !self.pending_signals.is_empty() {
+            out.push(RuleEvent {
+                kind: kinds::SIGNAL,
+                priority: Priority::Telemetry,
+                mono_ms: self.pending_signals_ms,
+                data: EventData::Json(Value::Object(std::mem::take(&mut self.pending_signals))),
+            });
+        }
+    }
+
+    /// The agent is stopping: close what is open so it is not lost.
+    pub fn finish(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.tick(mono_ms, out);
+        self.thinner.flush(&mut self.kept);
+        for (t, p) in self.kept.drain(..) {
+            out.push(RuleEvent {
+                kind: kinds::POSITION,
+                priority: Priority::Telemetry,
+                mono_ms: t,
+                data: EventData::Position(p),
+            });
+        }
+        self.end_idle(mono_ms, out);
+        if self.in_trip() {
+            self.end_trip(mono_ms, out);
+        }
+    }
+}
+
+fn dtc_event(kind: Kind, d: &ActiveDtc, lamps: u8, mono_ms: u64) -> RuleEvent {
+    RuleEvent {
+        kind,
+        priority: Priority::Critical,
+        mono_ms,
+        data: EventData::Json(json!({
+            "source": d.source,
+            "spn": d.spn,
+            "fmi": d.fmi,
+            "oc": d.oc,
+            "lamps": lamps,
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: f64 = 1.0 / 111_320.0;
+
+    fn pos(north_m: f64, speed_mps: f64) -> Position {
+        Position {
+            lat_e7: ((51.9 + north_m * M) * 1e7) as i32,
+            lon_e7: 44_000_000,
+            alt_dm: None,
+            speed_cms: Some((speed_mps * 100.0) as u32),
+            heading_cdeg: None,
+            hdop_d: None,
+            sats: Some(8),
+            fix: 2,
+        }
+    }
+
+    fn kinds_of(out: &[RuleEvent]) -> Vec<&str> {
+        out.iter()
+            .map(|e| e.kind.as_str())
+            .filter(|k| *k != "position" && *k != "signal")
+            .collect()
+    }
+
+    /// Ignition on, idle `idle_s`, drive `drive_s` at 10 m/s, stop, ignition off.
+    fn drive(engine: &mut Engine, idle_s: u64, drive_s: u64, out: &mut Vec<RuleEvent>) -> u64 {
+        let mut t = 1_000;
+        let mut north = 0.0;
+        engine.ignition_wire(true, t, out);
+        for _ in 0..idle_s {
+            t += 1000;
+            engine.signal(Signal::EngineSpeedRpm, 650.0, t, out);
+            engine.fix(t, pos(north, 0.0), out);
+        }
+        for _ in 0..drive_s {
+            t += 1000;
+            north += 10.0;
+            engine.signal(Signal::EngineSpeedRpm, 1400.0, t, out);
+            engine.signal(Signal::OdometerKm, 1000.0 + north / 1000.0, t, out);
+            engine.fix(t, pos(north, 10.0), out);
+            engine.tick(t, out);
+        }
+        for _ in 0..10 {
+            t += 1000;
+            engine.signal(Signal::EngineSpeedRpm, 650.0, t, out);
+            engine.fix(t, pos(north, 0.0), out);
+        }
+        engine.ignition_wire(false, t, out);
+        t
+    }
+
+    #[test]
+    fn ignition_trip_and_idle_events_come_in_order() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        drive(&mut e, 240, 600, &mut out);
+        assert_eq!(
+            kinds_of(&out),
+            vec![
+                "ignition_on",
+                "idle",
+                "trip_start",
+                "trip_end",
+                "ignition_off"
+            ]
+        );
+        let end = out
+            .iter()
+            .find(|e| e.kind == kinds::TRIP_END)
+            .expect("trip end");
+        let EventData::Json(s) = &end.data else {
+            panic!("json")
+        };
+        let dist = s["distance_m"].as_f64().expect("distance");
+        assert!((dist - 6_000.0).abs() < 20.0, "distance {dist}");
+        assert_eq!(s["distance_source"], "odometer");
+        assert!((s["max_speed_kmh"].as_f64().expect("max") - 36.0).abs() < 0.1);
+        assert!(s["idle_s"].as_f64().expect("idle") <= 11.0);
+        let idle = out.iter().find(|e| e.kind == kinds::IDLE).expect("idle");
+        let EventData::Json(i) = &idle.data else {
+            panic!("json")
+        };
+        assert!(i["duration_s"].as_f64().expect("duration") >= 239.0);
+        assert!(out
+            .iter()
+            .filter(|e| e.kind == kinds::IGNITION_ON || e.kind == kinds::TRIP_END)
+            .all(|e| e.priority == Priority::Critical));
+    }
+
+    #[test]
+    fn short_idle_is_not_an_event() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        drive(&mut e, 30, 60, &mut out);
+        assert!(!kinds_of(&out).contains(&"idle"));
+    }
+
+    #[test]
+    fn trips_work_without_an_ignition_wire() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        let mut t = 0;
+        for s in 0..400u64 {
+            t = s * 1000;
+            let moving = (50..250).contains(&s);
+            e.signal(Signal::EngineSpeedRpm, 900.0, t, &mut out);
+            e.fix(t, pos(s as f64, if moving { 10.0 } else { 0.0 }), &mut out);
+        }
+        e.tick(t + 10_000, &mut out);
+        assert_eq!(
+            kinds_of(&out),
+            vec!["ignition_on", "trip_start", "trip_end", "ignition_off"],
+            "engine speed stands in for the wire, and a long stop ends the trip"
+        );
+    }
+
+    #[test]
+    fn dtcs_set_once_and_clear_when_gone() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        let a = ActiveDtc {
+            source: 0,
+            spn: 110,
+            fmi: 16,
+            oc: 1,
+        };
+        let b = ActiveDtc {
+            source: 0,
+            spn: 609,
+            fmi: 9,
+            oc: 2,
+        };
+        e.dtcs(0, 0x04, &[a], 1_000, &mut out);
+        e.dtcs(0, 0x04, &[a, b], 2_000, &mut out);
+        e.dtcs(0, 0x04, &[a, b], 3_000, &mut out);
+        e.dtcs(0x17, 0x00, &[], 3_500, &mut out);
+        e.dtcs(0, 0x04, &[b], 4_000, &mut out);
+        assert_eq!(kinds_of(&out), vec!["dtc_set", "dtc_set", "dtc_clear"]);
+        let EventData::Json(c) = &out[2].data else {
+            panic!("json")
+        };
+        assert_eq!(c["spn"], 110);
+    }
+
+    #[test]
+    fn signals_follow_their_policies_and_batch_per_tick() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        for s in 0..120u64 {
+            e.signal(
+                Signal::CoolantTempC,
+                80.0 + s as f64 * 0.01,
+                s * 1000,
+                &mut out,
+            );
+            e.signal(Signal::WheelSpeedKmh, 50.0, s * 1000, &mut out);
+            e.tick(s * 1000, &mut out);
+        }
+        let signals: Vec<&RuleEvent> = out.iter().filter(|e| e.kind == kinds::SIGNAL).collect();
+        assert_eq!(signals.len(), 1, "coolant within deadband, wheel speed off");
+        let EventData::Json(v) = &signals[0].data else {
+            panic!("json")
+        };
+        assert_eq!(v["coolant_temp_c"], 80.0);
+        assert!(v.get("wheel_speed_kmh").is_none());
+    }
+}
