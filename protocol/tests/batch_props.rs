@@ -229,9 +229,8 @@ fn level() -> impl Strategy<Value = i32> {
     prop_oneof![Just(0), Just(3)]
 }
 
+// 256 cases each by default; `tests/run --long` raises PROPTEST_CASES.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn every_encodable_batch_decodes_to_the_same_events(c in case(40), level in level()) {
         let frame = encode_batch(&c.header, &c.events, level).unwrap();
