@@ -6,3 +6,4 @@ pub mod j1939;
 pub mod nmea;
 pub mod elm327;
 pub mod obd;
+pub mod obd_can;
