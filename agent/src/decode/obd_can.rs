@@ -385,15 +385,17 @@ mod tests {
     #[test]
     fn consecutive_frame_after_n_cr_is_a_timeout() {
         let mut r = IsoTpReassembler::new();
+        assert_eq!(r.abandoned(), 0);
         r.push(0x7E8, &[0x10, 0x09, 0x43, 0x04, 0x01, 0x33, 0x02, 0x34], 0)
             .unwrap();
         assert_eq!(
             r.push(0x7E8, &[0x21, 1, 2, 3, 4, 5, 6, 7], 1_500_000),
             Err(IsoTpError::Timeout {
-                received: 5,
+                received: 6,
                 len: 9
             })
         );
+        assert_eq!(r.abandoned(), 1);
     }
 
     #[test]
