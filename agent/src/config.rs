@@ -4,6 +4,7 @@
 //! Unknown keys are errors, in the file and in `FLEET_` variables that name a
 //! known section; secrets never appear in `Debug` output.
 
+use crate::pipeline::SourcesConfig;
 use crate::rules::RulesConfig;
 use crate::store::StoreOptions;
 use crate::sync::SyncOptions;
@@ -52,6 +53,7 @@ pub struct AgentConfig {
     /// Enroll at first start, for devices provisioned with a token in their config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<EnrollmentConfig>,
+    pub sources: SourcesConfig,
     pub rules: RulesConfig,
 }
 
@@ -64,6 +66,7 @@ impl Default for AgentConfig {
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
             enrollment: None,
+            sources: SourcesConfig::default(),
             rules: RulesConfig::default(),
         }
     }

@@ -3,6 +3,7 @@
 //! Pure logic (decoders, rules, batch assembly) does no I/O; the async layer in
 //! `daemon`, `pipeline` and `sync` only moves bytes between them.
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -24,7 +24,7 @@ pub enum DocError {
     #[error("document {doc_id}: {source}")]
     Automerge {
         doc_id: String,
-        source: AutomergeError,
+        source: Box<AutomergeError>,
     },
     #[error("document {doc_id}: the server sent an unreadable sync message: {reason}")]
     BadMessage { doc_id: String, reason: String },
@@ -58,7 +58,7 @@ pub fn note_text(doc: &AutoCommit) -> Option<String> {
 pub fn set_note_text(doc_id: &str, doc: &mut AutoCommit, text: &str) -> Result<(), DocError> {
     let am = |source| DocError::Automerge {
         doc_id: doc_id.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let id = match doc.get(ROOT, NOTE_TEXT_KEY).map_err(am)? {
         Some((automerge::Value::Object(ObjType::Text), id)) => id,
@@ -136,7 +136,7 @@ pub async fn sync_all(
 pub async fn sync_doc(store: &Store, client: &SyncClient, doc_id: &str) -> Result<bool, DocError> {
     let am = |source| DocError::Automerge {
         doc_id: doc_id.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let stored = store.doc_load(doc_id).await?;
     let existed = stored.is_some();

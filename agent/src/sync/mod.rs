@@ -94,6 +94,7 @@ pub async fn run_sync(
         skew_retries: 0,
         best_anchor: None,
         docs_due: Instant::now(),
+        time_unavailable: false,
         failing: false,
     };
     worker.run().await;
@@ -218,6 +219,8 @@ struct Worker {
     /// The best stored anchor for the current boot.
     best_anchor: Option<TimeAnchor>,
     docs_due: Instant,
+    /// The server has no time endpoint; don't ask again.
+    time_unavailable: bool,
     /// The last request failed (to log recovery once).
     failing: bool,
 }
@@ -270,7 +273,7 @@ impl Worker {
     /// Learn the true time before the first batch of this boot, so even that
     /// batch carries an anchor for its events.
     fn needs_time(&self) -> bool {
-        self.best_anchor.is_none() && !self.client.knows_server_time()
+        self.best_anchor.is_none() && !self.client.knows_server_time() && !self.time_unavailable
     }
 
     async fn fetch_time(&mut self) -> Step {
@@ -284,7 +287,13 @@ impl Worker {
                 self.succeeded();
                 Step::Progress
             }
-            Err(e) => self.failed(&e, "time"),
+            Err(e) if e.is_transient() || e.code() == "clock_skew" => self.failed(&e, "time"),
+            Err(e) => {
+                // Batches don't depend on it: the anchor follows from their acks.
+                tracing::warn!(code = e.code(), error = %e, "server time unavailable");
+                self.time_unavailable = true;
+                Step::Progress
+            }
         }
     }
 
