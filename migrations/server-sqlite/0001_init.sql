@@ -88,7 +88,17 @@ CREATE TABLE events (
     received_at_ms  INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, device_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX events_by_boot ON events (tenant_id, device_id, boot_id);
+
+-- The seq span of each boot's stored events, so that a new anchor rebases them
+-- with a primary-key range scan instead of a second index on every event.
+CREATE TABLE boot_spans (
+    tenant_id  BLOB    NOT NULL,
+    device_id  BLOB    NOT NULL,
+    boot_id    BLOB    NOT NULL,
+    first_seq  INTEGER NOT NULL,
+    last_seq   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, device_id, boot_id)
+) WITHOUT ROWID;
 
 -- Seqs a device reported as evicted before they reached us.
 CREATE TABLE evicted_ranges (

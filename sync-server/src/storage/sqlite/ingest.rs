@@ -73,6 +73,7 @@ pub(super) fn ingest(
         evicted: 0,
     };
     let mut last_position: Option<&Event> = None;
+    let mut spans: HashMap<BootId, (u64, u64)> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
         for e in &batch.events {
@@ -99,6 +100,8 @@ pub(super) fn ingest(
                 .map_err(backend)?;
             if n == 1 {
                 out.stored += 1;
+                let span = spans.entry(e.time.boot_id).or_insert((e.seq, e.seq));
+                span.1 = e.seq;
                 if matches!(e.data, EventData::Position(_)) {
                     last_position = Some(e);
                 }
@@ -131,6 +134,16 @@ pub(super) fn ingest(
         }
     }
 
+    for (boot, (first, last)) in spans {
+        tx.prepare_cached(
+            "INSERT INTO boot_spans (tenant_id, device_id, boot_id, first_seq, last_seq) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant_id, device_id, boot_id) DO UPDATE
+             SET first_seq = min(first_seq, excluded.first_seq), last_seq = max(last_seq, excluded.last_seq)",
+        )
+        .map_err(backend)?
+        .execute(params![t, d, boot.0.as_slice(), first as i64, last as i64])
+        .map_err(backend)?;
+    }
     if let Some(e) = last_position {
         store_last_position(
             &tx,
@@ -217,13 +230,25 @@ fn store_anchor(
     )
     .map_err(backend)?;
     let offset = a.true_ms - a.mono_ms as i64;
-    for table in ["events", "vehicle_positions"] {
-        tx.execute(
-            &format!("UPDATE {table} SET time_ms = ?4 + mono_ms, time_source = ?5 WHERE tenant_id = ?1 AND device_id = ?2 AND boot_id = ?3"),
-            params![t, d, boot, offset, a.source.as_str()],
+    let span: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT first_seq, last_seq FROM boot_spans WHERE tenant_id = ?1 AND device_id = ?2 AND boot_id = ?3")
+        .map_err(backend)?
+        .query_row(params![t, d, boot], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    if let Some((first, last)) = span {
+        tx.prepare_cached(
+            "UPDATE events SET time_ms = ?6 + mono_ms, time_source = ?7
+             WHERE tenant_id = ?1 AND device_id = ?2 AND seq BETWEEN ?3 AND ?4 AND boot_id = ?5",
         )
+        .map_err(backend)?
+        .execute(params![t, d, first, last, boot, offset, a.source.as_str()])
         .map_err(backend)?;
     }
+    tx.prepare_cached("UPDATE vehicle_positions SET time_ms = ?4 + mono_ms, time_source = ?5 WHERE tenant_id = ?1 AND device_id = ?2 AND boot_id = ?3")
+        .map_err(backend)?
+        .execute(params![t, d, boot, offset, a.source.as_str()])
+        .map_err(backend)?;
     Ok(())
 }
 
