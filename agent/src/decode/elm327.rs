@@ -38,6 +38,11 @@ pub fn decode_reply(command: &str, text: &str, kind: BusKind, headers: bool) -> 
         Err(e) => return vec![ElmItem::Adapter(e)],
     };
     let (messages, errors) = assemble(&reply, kind, headers);
+    decode_messages(messages, errors)
+}
+
+/// Decodes assembled ECU messages; assembly errors are kept beside them.
+pub fn decode_messages(messages: Vec<EcuMessage>, errors: Vec<FrameError>) -> Vec<ElmItem> {
     let mut out: Vec<ElmItem> = messages
         .into_iter()
         .map(|m| match decode_response(&m.payload) {

@@ -330,15 +330,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
         self.io.flush().await?;
         let quiet = self.config.resync_quiet;
         let give_up = Instant::now() + self.config.command_timeout;
+        // Some adapters ignore a bare CR when idle (others repeat the last
+        // command), so silence right after it also means the line is in sync.
         let mut seen_prompt = false;
+        let mut seen_bytes = false;
         let mut buf = [0u8; 256];
         loop {
             let until = (Instant::now() + quiet).min(give_up);
             match timeout_at(until, self.io.read(&mut buf)).await {
                 Ok(Ok(0)) => return Err(Elm327Error::Disconnected),
-                Ok(Ok(n)) => seen_prompt |= buf[..n].contains(&super::reply::PROMPT),
+                Ok(Ok(n)) => {
+                    // An echoed CR alone is not an answer.
+                    seen_bytes |= buf[..n].iter().any(|b| !b.is_ascii_whitespace());
+                    seen_prompt |= buf[..n].contains(&super::reply::PROMPT);
+                }
                 Ok(Err(e)) => return Err(e.into()),
-                Err(_) if seen_prompt => break,
+                Err(_) if seen_prompt || !seen_bytes => break,
                 Err(_) if Instant::now() >= give_up => {
                     return Err(Elm327Error::Timeout {
                         command: "(resync)".into(),
