@@ -8,6 +8,7 @@ use crate::identity::{self, EnrollOptions, Identity, IdentityError};
 use crate::pipeline::{self, SimOptions};
 use crate::store::Store;
 use crate::sync;
+use crate::systemd;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +80,9 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         cfg.version,
         stop_rx.clone(),
     ));
+    let notifier = systemd::Notifier::from_env();
+    notifier.ready("recording");
+    let watchdog = tokio::spawn(systemd::keep_alive(notifier.clone(), store.clone()));
 
     let mut stopping = stop_rx.clone();
     let pipeline_result = tokio::select! {
@@ -87,6 +91,8 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     };
     let _ = stop_tx.send(true);
     watcher.abort();
+    watchdog.abort();
+    notifier.stopping();
 
     let pipeline_result = match pipeline_result {
         Some(r) => flatten(r, "pipeline"),
