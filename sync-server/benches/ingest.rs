@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p fleet-sync --no-default-features --bench ingest [-- EVENTS]`
 
-use fleet_protocol::{api, auth, encode_batch, BatchHeader, BootId, Event, EventData, EventTime, Hlc, Kind, Position, Priority};
+use fleet_protocol::{
+    api, auth, encode_batch, BatchHeader, BootId, Event, EventData, EventTime, Hlc, Kind, Position,
+    Priority,
+};
 use fleet_sync::storage::{now_ms, EnrollDevice};
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,10 @@ const BATCH: u64 = 5_000;
 fn event(seq: u64, boot: BootId) -> Event {
     let t = seq as i64 * 1000;
     let (kind, data) = if seq % 50 == 0 {
-        (Kind::known("signal"), EventData::Json(serde_json::json!({"rpm": 1450 + seq % 300, "coolant_c": 88})))
+        (
+            Kind::known("signal"),
+            EventData::Json(serde_json::json!({"rpm": 1450 + seq % 300, "coolant_c": 88})),
+        )
     } else {
         let s = seq as i32;
         (
@@ -33,7 +39,12 @@ fn event(seq: u64, boot: BootId) -> Event {
         seq,
         kind,
         priority: Priority::Telemetry,
-        time: EventTime { boot_id: boot, mono_ms: seq * 1000, wall_ms: 1_760_000_000_000 + t, hlc: Hlc::new(1_760_000_000_000 + seq * 1000, 0) },
+        time: EventTime {
+            boot_id: boot,
+            mono_ms: seq * 1000,
+            wall_ms: 1_760_000_000_000 + t,
+            hlc: Hlc::new(1_760_000_000_000 + seq * 1000, 0),
+        },
         config_version: 1,
         data,
     }
@@ -89,12 +100,18 @@ fn bare_rusqlite(dir: &std::path::Path, events: &[Event]) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let total: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(250_000);
+    let total: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(250_000);
     let batches = total.div_ceil(BATCH);
     let dir = tempfile::tempdir().unwrap();
     let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
     let tenant = storage.create_tenant("bench").await.unwrap();
-    let token = storage.create_enrollment_token(tenant.tenant_id, Duration::from_secs(60), 1).await.unwrap();
+    let token = storage
+        .create_enrollment_token(tenant.tenant_id, Duration::from_secs(60), 1)
+        .await
+        .unwrap();
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let device = storage
         .enroll_device(EnrollDevice {
@@ -112,7 +129,13 @@ async fn main() {
     let frames: Vec<Vec<u8>> = events
         .chunks(BATCH as usize)
         .map(|c| {
-            let header = BatchHeader { tenant_id: device.tenant_id, device_id: device.device_id, first_seq: c[0].seq, last_seq: c[c.len() - 1].seq, anchors: vec![] };
+            let header = BatchHeader {
+                tenant_id: device.tenant_id,
+                device_id: device.device_id,
+                first_seq: c[0].seq,
+                last_seq: c[c.len() - 1].seq,
+                anchors: vec![],
+            };
             encode_batch(&header, c, 3).unwrap()
         })
         .collect();
@@ -121,16 +144,27 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fleet_sync::serve(listener, fleet_sync::AppState::new(storage.clone()), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(fleet_sync::serve(
+        listener,
+        fleet_sync::AppState::new(storage.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let client = reqwest::Client::new();
     let url = format!("http://{addr}{}", api::PATH_BATCHES);
 
     let start = Instant::now();
     let mut acked = 0;
     for frame in frames {
-        let auth = auth::sign_request(&key, device.device_id, "POST", api::PATH_BATCHES, now_ms(), &frame);
+        let auth = auth::sign_request(
+            &key,
+            device.device_id,
+            "POST",
+            api::PATH_BATCHES,
+            now_ms(),
+            &frame,
+        );
         let resp = client
             .post(&url)
             .header("authorization", auth)
@@ -139,7 +173,11 @@ async fn main() {
             .send()
             .await
             .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
+        assert!(
+            resp.status().is_success(),
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
         let ack: api::BatchAck = resp.json().await.unwrap();
         acked = ack.acked_seq;
     }
@@ -149,7 +187,10 @@ async fn main() {
     server.await.unwrap().unwrap();
 
     let bare_rate = bare_rusqlite(dir.path(), &events);
-    println!("events: {} in batches of {BATCH}, {wire} bytes on the wire", events.len());
+    println!(
+        "events: {} in batches of {BATCH}, {wire} bytes on the wire",
+        events.len()
+    );
     println!("fleet-sync over loopback HTTP: {http_rate:>10.0} events/s (target > 100000)");
     println!("bare rusqlite insert loop:     {bare_rate:>10.0} events/s");
     println!("ratio http/bare: {:.2}", http_rate / bare_rate);

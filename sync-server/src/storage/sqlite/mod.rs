@@ -559,7 +559,10 @@ impl Storage for SqliteStorage {
 
 #[cfg(test)]
 mod conformance {
-    async fn fresh() -> (std::sync::Arc<dyn crate::storage::Storage>, tempfile::TempDir) {
+    async fn fresh() -> (
+        std::sync::Arc<dyn crate::storage::Storage>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let storage = super::SqliteStorage::open(&dir.path().join("fleet.db")).unwrap();
         (std::sync::Arc::new(storage), dir)
@@ -577,7 +580,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.db");
         let c = Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", MIGRATIONS.len() as u32 + 1).unwrap();
+        c.pragma_update(None, "user_version", MIGRATIONS.len() as u32 + 1)
+            .unwrap();
         drop(c);
         let err = SqliteStorage::open(&path).err().unwrap();
         assert!(matches!(err, StorageError::SchemaTooNew { .. }), "{err}");
@@ -591,7 +595,9 @@ mod tests {
         drop(SqliteStorage::open(&path).unwrap());
         drop(SqliteStorage::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        let v: u32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v as usize, MIGRATIONS.len());
     }
 }
