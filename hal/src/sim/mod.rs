@@ -171,6 +171,8 @@ pub struct Vehicle {
     engine_h: f64,
     battery: f64,
     ignition: bool,
+    /// Whether the ignition state at start has been put out yet.
+    ignition_reported: bool,
     dtcs: Vec<Dtc>,
     gps_noise: (f64, f64),
     next_due: [u64; 5],
@@ -179,22 +181,21 @@ pub struct Vehicle {
 }
 
 impl Vehicle {
-    /// A vehicle parked at one of the network's depots; everything else about it
-    /// (odometer, driver, schedule) comes from `seed`.
+    /// A vehicle somewhere in its working day: most are out on a delivery round,
+    /// some stand at a customer or idle, a few are parked at their depot. Where it
+    /// is, its odometer, driver and schedule all come from `seed`.
     pub fn new(net: Arc<RoadNetwork>, spec: VehicleSpec, seed: u64, start_ms: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let home = net.depots[rng.gen_range(0..net.depots.len())];
         let n = net.nodes[home];
         let odometer_m = rng.gen_range(80_000.0..600_000.0) * 1000.0;
-        let first_start = start_ms + rng.gen_range(5_000..120_000);
         let tank = spec.tank_l;
-        Vehicle {
+        let fuel_l = tank * rng.gen_range(0.3..0.95);
+        let mut v = Vehicle {
             spec,
             rng,
             t_ms: start_ms,
-            phase: Phase::Parked {
-                until_ms: first_start,
-            },
+            phase: Phase::Parked { until_ms: start_ms },
             path: Vec::new(),
             seg: 0,
             along_m: 0.0,
@@ -211,19 +212,116 @@ impl Vehicle {
             load: 0.0,
             pedal: 0.0,
             coolant: 18.0,
-            fuel_l: tank * 0.7,
+            fuel_l,
             fuel_used_l: odometer_m / 1000.0 * 0.31,
             odometer_m,
             engine_h: odometer_m / 1000.0 / 38.0,
             battery: 24.8,
             ignition: false,
+            ignition_reported: false,
             dtcs: Vec::new(),
             gps_noise: (0.0, 0.0),
             next_due: [start_ms; 5],
             next_fix_ms: 0,
             pending: Vec::new(),
             net,
+        };
+        v.place_in_day();
+        v
+    }
+
+    /// Draw where in the day's cycle the vehicle starts, so that a fleet started
+    /// at once looks like a fleet at work rather than all parked at three depots.
+    fn place_in_day(&mut self) {
+        let now = self.t_ms;
+        let draw: f64 = self.rng.gen();
+        if draw < 0.62 && self.place_mid_route() {
+            // A few of them are stopped at a red light on the way.
+            if self.rng.gen_bool(0.1) {
+                self.v = 0.0;
+                self.along_m = 0.0;
+                self.place_on_segment();
+                self.phase = Phase::Waiting {
+                    until_ms: now + self.rng.gen_range(3_000..30_000),
+                };
+            }
+            self.engine_warm();
+            return;
         }
+        if draw < 0.88 {
+            let stop = self.net.stops[self.rng.gen_range(0..self.net.stops.len())];
+            self.put_at(stop);
+            self.stops_left = self.rng.gen_range(0..5);
+            if draw < 0.75 {
+                self.engine_warm();
+                self.phase = Phase::Idling {
+                    until_ms: now + self.rng.gen_range(20_000..300_000),
+                };
+            } else {
+                self.coolant = self.rng.gen_range(45.0..80.0);
+                self.phase = Phase::Parked {
+                    until_ms: now + self.rng.gen_range(30_000..600_000),
+                };
+            }
+            return;
+        }
+        self.put_at(self.home);
+        if draw < 0.94 {
+            // Warming up before the round.
+            self.engine_warm();
+            self.coolant = self.rng.gen_range(30.0..60.0);
+            self.phase = Phase::Idling {
+                until_ms: now + self.rng.gen_range(10_000..90_000),
+            };
+        } else {
+            self.coolant = self.rng.gen_range(12.0..40.0);
+            self.phase = Phase::Parked {
+                until_ms: now + self.rng.gen_range(60_000..900_000),
+            };
+        }
+    }
+
+    fn put_at(&mut self, node: usize) {
+        let n = self.net.nodes[node];
+        self.node = node;
+        self.x = n.x;
+        self.y = n.y;
+    }
+
+    fn engine_warm(&mut self) {
+        self.ignition = true;
+        self.coolant = self.rng.gen_range(78.0..90.0);
+        self.rpm = 650.0;
+        self.battery = 27.8;
+    }
+
+    /// Somewhere along a leg from anywhere on the network to a customer (or home
+    /// at the end of the round), already at speed. False if no leg was found.
+    fn place_mid_route(&mut self) -> bool {
+        let stops_left = self.rng.gen_range(0..5);
+        for _ in 0..20 {
+            let from = self.rng.gen_range(0..self.net.nodes.len());
+            let to = if stops_left == 0 {
+                self.home
+            } else {
+                self.net.stops[self.rng.gen_range(0..self.net.stops.len())]
+            };
+            let Some(path) = self.net.route(from, to).filter(|p| p.len() >= 2) else {
+                continue;
+            };
+            self.stops_left = stops_left;
+            self.seg = self.rng.gen_range(0..path.len() - 1);
+            self.path = path;
+            self.node = self.path[self.seg];
+            self.along_m = self.seg_len(self.seg) * self.rng.gen_range(0.0..0.6);
+            self.stop_at_end = false;
+            self.phase = Phase::Driving;
+            let cruise = self.seg_limit(self.seg) * self.rng.gen_range(0.6..1.0);
+            self.v = cruise.min(self.allowed_speed());
+            self.place_on_segment();
+            return true;
+        }
+        false
     }
 
     pub fn truth(&self) -> Truth {
@@ -253,6 +351,14 @@ impl Vehicle {
     /// produced meanwhile, in time order per source. `wall_offset_ms` turns
     /// monotonic time into the UTC time the GNSS receiver reports.
     pub fn advance_to(&mut self, t_ms: u64, wall_offset_ms: i64, out: &mut Vec<SimOutput>) {
+        // A vehicle that starts with its engine running reports the ignition line
+        // as it finds it, like a gateway booting in a running truck.
+        if !self.ignition_reported {
+            self.ignition_reported = true;
+            if self.ignition {
+                out.push(SimOutput::Ignition(true, self.t_ms * 1000));
+            }
+        }
         while self.t_ms + STEP_MS <= t_ms {
             self.t_ms += STEP_MS;
             self.step(STEP_MS as f64 / 1000.0, out);
@@ -383,9 +489,9 @@ impl Vehicle {
         }
     }
 
-    fn drive(&mut self, dt: f64, out: &mut Vec<SimOutput>) {
-        // The fastest speed from which the vehicle can still slow down in time for
-        // the next two junctions.
+    /// The fastest speed from which the vehicle can still slow down in time for
+    /// the next two junctions.
+    fn allowed_speed(&self) -> f64 {
         let b = self.spec.brake_mps2;
         let remaining = self.seg_len(self.seg) - self.along_m;
         let mut allowed = self.seg_limit(self.seg);
@@ -401,6 +507,13 @@ impl Vehicle {
             allowed = allowed.min((self.seg_limit(s).powi(2) + 2.0 * b * dist).sqrt());
             dist += self.seg_len(s);
         }
+        allowed
+    }
+
+    fn drive(&mut self, dt: f64, out: &mut Vec<SimOutput>) {
+        let b = self.spec.brake_mps2;
+        let remaining = self.seg_len(self.seg) - self.along_m;
+        let allowed = self.allowed_speed();
         let a = if self.v < allowed - 0.3 {
             let vmax = self.spec.max_speed_mps;
             self.spec.accel_mps2 * (1.0 - (self.v / vmax).powi(2) * 0.7)
@@ -698,6 +811,35 @@ mod tests {
         assert!(max_accel < 5.0, "jerky: {max_accel} m/s per s");
         assert!(ign_changes >= 4, "ignition changed {ign_changes} times");
         assert!(v.truth().odometer_m > 0.0);
+    }
+
+    #[test]
+    fn a_fleet_starts_spread_over_the_day_and_the_map() {
+        let net = Arc::new(RoadNetwork::generate(ROTTERDAM, 1));
+        let (mut driving, mut idling, mut off) = (0, 0, 0);
+        let mut places = std::collections::HashSet::new();
+        for seed in 0..40 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let spec = VehicleSpec::truck(&mut rng, FramePeriods::THINNED);
+            let mut v = Vehicle::new(net.clone(), spec, seed, 0);
+            let mut out = Vec::new();
+            v.advance_to(2_000, 0, &mut out);
+            let t = v.truth();
+            let reported_on = out
+                .iter()
+                .any(|o| matches!(o, SimOutput::Ignition(true, 0)));
+            assert_eq!(reported_on, t.ignition, "the starting ignition is reported");
+            match (t.ignition, t.speed_mps > 1.0) {
+                (true, true) => driving += 1,
+                (true, false) => idling += 1,
+                (false, _) => off += 1,
+            }
+            places.insert(((t.lat * 1e3) as i64, (t.lon * 1e3) as i64));
+        }
+        assert!(driving >= 16, "{driving} of 40 start on the road");
+        assert!(idling >= 3, "{idling} of 40 start idling");
+        assert!(off >= 2, "{off} of 40 start parked");
+        assert!(places.len() >= 30, "{} distinct start places", places.len());
     }
 
     #[test]
