@@ -21,11 +21,16 @@ pub fn encode_data(data: &EventData, out: &mut Vec<u8>) {
         EventData::None => out.push(TAG_NONE),
         EventData::Position(p) => {
             out.push(TAG_POSITION);
-            let flags = u8::from(p.alt_dm.is_some()) * HAS_ALT
-                | u8::from(p.speed_cms.is_some()) * HAS_SPEED
-                | u8::from(p.heading_cdeg.is_some()) * HAS_HEADING
-                | u8::from(p.hdop_d.is_some()) * HAS_HDOP
-                | u8::from(p.sats.is_some()) * HAS_SATS;
+            let flags = [
+                (p.alt_dm.is_some(), HAS_ALT),
+                (p.speed_cms.is_some(), HAS_SPEED),
+                (p.heading_cdeg.is_some(), HAS_HEADING),
+                (p.hdop_d.is_some(), HAS_HDOP),
+                (p.sats.is_some(), HAS_SATS),
+            ]
+            .iter()
+            .filter(|(present, _)| *present)
+            .fold(0, |acc, (_, bit)| acc | bit);
             out.push(flags);
             out.push(p.fix);
             put_i64(out, i64::from(p.lat_e7));

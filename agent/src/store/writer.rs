@@ -12,6 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// Most commands the writer takes off the queue at once.
+const RECV_BATCH: usize = 512;
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(crate) enum Command {
@@ -121,28 +124,40 @@ impl Writer {
 
     fn run(mut self, rt: &tokio::runtime::Runtime, mut rx: mpsc::Receiver<Command>) {
         let mut close_reply = None;
+        // Taking commands in runs keeps the per-event cost of waking up and
+        // arming the timer off the hot path.
+        let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
-            let cmd = match self.deadline {
+            let received = match self.deadline {
                 // The timer must be created inside the runtime that drives it.
-                Some(deadline) => match rt
-                    .block_on(async { tokio::time::timeout_at(deadline, rx.recv()).await })
-                {
-                    Ok(cmd) => cmd,
+                Some(deadline) => match rt.block_on(async {
+                    tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, RECV_BATCH)).await
+                }) {
+                    Ok(n) => n,
                     Err(_elapsed) => {
                         let _ = self.commit();
                         continue;
                     }
                 },
-                None => rx.blocking_recv(),
+                None => rx.blocking_recv_many(&mut batch, RECV_BATCH),
             };
-            match cmd {
-                Some(Command::Close(reply)) => {
-                    // Accept nothing new, but finish what is already queued.
-                    rx.close();
-                    close_reply = Some(reply);
+            if received == 0 {
+                break;
+            }
+            for cmd in batch.drain(..) {
+                match cmd {
+                    Command::Close(reply) => {
+                        // Accept nothing new, but finish what is already queued.
+                        rx.close();
+                        close_reply = Some(reply);
+                    }
+                    cmd => self.handle(cmd),
                 }
-                Some(cmd) => self.handle(cmd),
-                None => break,
+            }
+            // A steady stream never lets the timed wait run out, so the window
+            // is also checked here.
+            if self.deadline.is_some_and(|d| d <= Instant::now()) {
+                let _ = self.commit();
             }
         }
         let result = self.commit().map(|_| ());
@@ -289,6 +304,9 @@ impl Writer {
             }
             Err(e) => {
                 self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                // Commit what else the transaction holds rather than keep the
+                // write lock with no deadline to release it.
+                let _ = self.commit();
                 Err(e)
             }
         }
