@@ -226,6 +226,13 @@ impl AgentDir {
         run_output(cmd, COMMAND_TIMEOUT)
     }
 
+    /// The device id enrollment stored in the data directory.
+    pub fn device_id(&self) -> Result<String> {
+        let id = fleet_agent::identity::Identity::load(&self.data)
+            .with_context(|| format!("loading the identity in {}", self.data.display()))?;
+        Ok(id.device_id.to_string())
+    }
+
     /// `fleet-agent run --data DIR ARGS…`, killed when the guard drops.
     pub fn run(&mut self, args: &[&str]) -> Result<Guarded> {
         self.runs += 1;
