@@ -71,7 +71,7 @@ impl Drop for Emulator {
 
 fn start_emulator(py: &str, dir: &Path) -> Emulator {
     let out = dir.join("elm.out");
-    let mut child = Command::new(py)
+    let child = Command::new(py)
         .args(["-m", "elm", "-s", "car", "-b"])
         .arg(&out)
         .stdin(Stdio::piped())
@@ -79,6 +79,11 @@ fn start_emulator(py: &str, dir: &Path) -> Emulator {
         .stderr(Stdio::null())
         .spawn()
         .expect("start elm327-emulator");
+    // Owned by the guard at once, so a failing assertion below still kills it.
+    let mut emulator = Emulator {
+        child,
+        pty: String::new(),
+    };
     // Batch mode runs each stdin line as an emulator command or Python statement.
     let mut setup = String::new();
     for (pid, data) in PINNED {
@@ -99,7 +104,8 @@ fn start_emulator(py: &str, dir: &Path) -> Emulator {
     // emulator's count-less form; see `dtc_reply_without_count_byte_decodes_all_codes`.)
     setup.push_str("import elm.obd_message as m; m.DTC_STORED[:] = ['03', '0133', 'C196', '0234']; m.DTC_PENDING[:] = ['01', '0300']\n");
     setup.push_str("echo READY\n");
-    child
+    emulator
+        .child
         .stdin
         .take()
         .expect("stdin")
@@ -111,7 +117,8 @@ fn start_emulator(py: &str, dir: &Path) -> Emulator {
         if text.lines().any(|l| l.trim() == "READY") {
             let pty = text.lines().next().unwrap_or_default().trim().to_string();
             assert!(pty.starts_with("/dev/"), "emulator printed {text:?}");
-            return Emulator { child, pty };
+            emulator.pty = pty;
+            return emulator;
         }
         assert!(
             started.elapsed() < STEP_LIMIT,

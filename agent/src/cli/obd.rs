@@ -59,7 +59,9 @@ async fn query(args: &ObdArgs, pids: &[u8]) -> anyhow::Result<Json> {
     use std::time::Duration;
 
     use fleet_hal::elm327::serial::SerialConnector;
-    use fleet_hal::elm327::{mode01_requests, Connector, Elm327, Elm327Config, Elm327Error};
+    use fleet_hal::elm327::{
+        mode01_requests, Connector, Elm327, Elm327Config, Elm327Error, MAX_PIDS_PER_REQUEST,
+    };
 
     let io = SerialConnector::new(&args.port, args.baud)
         .connect()
@@ -89,13 +91,14 @@ async fn query(args: &ObdArgs, pids: &[u8]) -> anyhow::Result<Json> {
 
     let mut readings: Vec<Json> = Vec::new();
     let mut errors: Vec<Json> = Vec::new();
-    for cmd in mode01_requests(&wanted) {
+    for chunk in wanted.chunks(MAX_PIDS_PER_REQUEST) {
+        let cmd = mode01_requests(chunk).concat();
         let result = elm.query(&cmd).await;
-        let refused = matches!(&result, Err(Elm327Error::Adapter { .. })) && cmd.len() > 4;
+        let refused = matches!(&result, Err(Elm327Error::Adapter { .. })) && chunk.len() > 1;
         if refused {
             // Some ECUs refuse multi-PID requests: ask one PID at a time instead.
-            for pid in cmd[2..].as_bytes().chunks(2) {
-                let single = format!("01{}", std::str::from_utf8(pid).unwrap_or_default());
+            for pid in chunk {
+                let single = format!("01{pid:02X}");
                 let r = elm.query(&single).await;
                 decode_into(&single, r, &mut readings, &mut errors);
             }
