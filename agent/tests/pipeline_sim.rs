@@ -1,7 +1,7 @@
 //! A simulated truck, run hours ahead of real time through the real pipeline into
 //! a real store, produces the events a fleet expects, with plausible values.
 
-use fleet_agent::clock::{Clock as _, SharedClock, SimClock};
+use fleet_agent::clock::{SharedClock, SimClock};
 use fleet_agent::pipeline::{self, SimOptions, SourcesConfig};
 use fleet_agent::rules::RulesConfig;
 use fleet_agent::store::{Store, StoreOptions};
@@ -107,5 +107,69 @@ async fn moving_truck_reports_a_position_at_least_every_ten_seconds() {
     assert!(
         gaps_while_moving <= 10_500,
         "gap {gaps_while_moving} ms while moving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standing_truck_heartbeats_with_ignition_on_and_is_quiet_with_it_off() {
+    let (events, _dir) = run_sim(8, Duration::from_secs(4)).await;
+    let mut positions: Vec<u64> = of(&events, "position")
+        .iter()
+        .map(|e| e.time.mono_ms)
+        .collect();
+    positions.sort_unstable();
+    let first_event = events.iter().map(|e| e.time.mono_ms).min().expect("events");
+    assert!(
+        positions[0] <= first_event + 1_500,
+        "first position {} ms after the first event: a map shows every truck at once",
+        positions[0] - first_event
+    );
+    // Ignition spans from the edges, in time order; the truck may start either way.
+    let mut edges: Vec<(u64, bool)> = events
+        .iter()
+        .filter_map(|e| match e.kind.as_str() {
+            "ignition_on" => Some((e.time.mono_ms, true)),
+            "ignition_off" => Some((e.time.mono_ms, false)),
+            _ => None,
+        })
+        .collect();
+    edges.sort_unstable();
+    assert!(edges.iter().any(|e| !e.1), "the truck parked at least once");
+    let ignition_at = |t: u64| {
+        edges
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map(|e| e.1)
+    };
+    let mut quiet_spans = 0;
+    for w in positions.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        match (ignition_at(a), ignition_at(b)) {
+            (Some(true), Some(true)) if !edges.iter().any(|(t, _)| a < *t && *t <= b) => assert!(
+                b - a <= 31_000,
+                "{} s without a position while the ignition was on",
+                (b - a) / 1000
+            ),
+            (_, Some(false)) => {
+                let off_at = edges
+                    .iter()
+                    .rev()
+                    .find(|(at, on)| !on && *at <= b)
+                    .map(|e| e.0)
+                    .expect("an off edge before b");
+                assert!(
+                    b <= off_at + 2_000,
+                    "a position {} s after the ignition went off",
+                    (b - off_at) / 1000
+                );
+                quiet_spans += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        quiet_spans > 0,
+        "no position was checked against a parked span"
     );
 }

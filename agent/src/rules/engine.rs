@@ -229,6 +229,7 @@ impl Engine {
             return;
         }
         self.ignition = on;
+        self.thinner.set_parked(!on);
         if !on {
             self.end_idle(mono_ms, out);
             if self.cfg.trips.use_ignition && self.in_trip() {

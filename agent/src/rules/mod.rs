@@ -15,7 +15,7 @@ pub use thinning::PositionThinner;
 pub use trip::{TripAccumulator, TripSample, TripSummary};
 
 /// Bumped whenever the same input would produce different events.
-pub const RULES_VERSION: u32 = 1;
+pub const RULES_VERSION: u32 = 2;
 
 /// The `[rules]` section of the agent config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,8 +36,11 @@ pub struct PositionRules {
     pub tolerance_m: f64,
     /// While moving, keep a fix at least this often (a live map wants ~10 s).
     pub max_gap_moving_s: f64,
-    /// While stationary, keep a fix at least this often.
+    /// While stationary with the ignition on (idling, waiting at a light), keep a
+    /// fix at least this often: a heartbeat that keeps a live map fresh.
     pub max_gap_stopped_s: f64,
+    /// While stationary with the ignition off, keep a fix at least this often.
+    pub max_gap_parked_s: f64,
 }
 
 impl Default for PositionRules {
@@ -45,7 +48,8 @@ impl Default for PositionRules {
         Self {
             tolerance_m: 12.0,
             max_gap_moving_s: 10.0,
-            max_gap_stopped_s: 300.0,
+            max_gap_stopped_s: 30.0,
+            max_gap_parked_s: 3_600.0,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct PositionThinner {
     /// Fixes since the anchor, not kept yet. Bounded by the maximum gap.
     window: Vec<Pt>,
     origin_lat_cos: f64,
+    /// The ignition is known to be off.
+    parked: bool,
 }
 
 fn speed(p: &Position) -> f64 {
@@ -48,7 +50,14 @@ impl PositionThinner {
             anchor: None,
             window: Vec::new(),
             origin_lat_cos: 1.0,
+            parked: false,
         }
+    }
+
+    /// Whether the ignition is known to be off: a vehicle standing still then
+    /// reports far more rarely.
+    pub fn set_parked(&mut self, parked: bool) {
+        self.parked = parked;
     }
 
     fn project(&self, t: u64, pos: Position) -> Pt {
@@ -85,6 +94,22 @@ impl PositionThinner {
             self.keep(p, out);
             return;
         }
+        let stopped_gap = if self.parked {
+            self.cfg.max_gap_parked_s
+        } else {
+            self.cfg.max_gap_stopped_s
+        };
+        // Standing still: there is no curve to keep, only the heartbeat, and the
+        // latest fix for `flush`.
+        if !moving && speed(&anchor.pos) < MOVING_MPS {
+            if (mono_ms - anchor.t) as f64 / 1000.0 >= stopped_gap {
+                self.keep(p, out);
+            } else {
+                self.window.clear();
+                self.window.push(p);
+            }
+            return;
+        }
         let tol = self.cfg.tolerance_m;
         // The fix farthest off the line is the corner: keep it, and the fixes
         // after it stay candidates against the new anchor.
@@ -104,7 +129,7 @@ impl PositionThinner {
         let max_gap = if moving {
             self.cfg.max_gap_moving_s
         } else {
-            self.cfg.max_gap_stopped_s
+            stopped_gap
         };
         if (mono_ms - anchor.t) as f64 / 1000.0 >= max_gap {
             self.keep(p, out);
@@ -143,6 +168,7 @@ mod tests {
             tolerance_m: 10.0,
             max_gap_moving_s: gap,
             max_gap_stopped_s: 300.0,
+            max_gap_parked_s: 3_600.0,
         }
     }
 
@@ -214,5 +240,28 @@ mod tests {
         }
         assert_eq!(out[1].0, 1000, "the stop is kept");
         assert_eq!(out.len(), 2 + 2, "two heartbeats in 15 minutes: {out:?}");
+    }
+
+    #[test]
+    fn idling_vehicle_heartbeats_and_parked_one_stays_quiet() {
+        let mut t = PositionThinner::new(PositionRules {
+            max_gap_stopped_s: 30.0,
+            ..cfg(10.0)
+        });
+        let mut out = Vec::new();
+        let here = pos(51.9, 4.4, 0.0);
+        for s in 0..=600u64 {
+            t.push(s * 1000, here, &mut out);
+        }
+        assert_eq!(out.len(), 21, "a fix every 30 s while idling: {out:?}");
+        out.clear();
+        t.set_parked(true);
+        for s in 601..=3_000u64 {
+            t.push(s * 1000, here, &mut out);
+        }
+        assert!(out.is_empty(), "parked for 40 minutes: {out:?}");
+        t.set_parked(false);
+        t.push(3_001_000, here, &mut out);
+        assert_eq!(out.len(), 1, "the first fix after the ignition comes on");
     }
 }
