@@ -8,6 +8,7 @@ pub mod docs;
 pub mod http;
 pub mod storage;
 pub mod timebase;
+pub mod tls;
 
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -21,6 +21,22 @@ enum Command {
         listen: String,
         #[arg(long, env = "FLEET_DATA", default_value = "./fleet-data")]
         data: PathBuf,
+        /// Serve HTTPS with this PEM certificate chain (end-entity first); needs --tls-key.
+        #[arg(
+            long,
+            env = "FLEET_TLS_CERT",
+            value_name = "FILE",
+            requires = "tls_key"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(
+            long,
+            env = "FLEET_TLS_KEY",
+            value_name = "FILE",
+            requires = "tls_cert"
+        )]
+        tls_key: Option<PathBuf>,
     },
     /// Administer tenants, enrollment tokens and devices.
     Admin {
@@ -47,6 +63,14 @@ enum Admin {
     Device {
         #[command(subcommand)]
         command: DeviceCmd,
+    },
+    /// Write a self-signed certificate and key to DIR/tls/ for a test yard; prints
+    /// {"cert", "key", "sha256"}, the fingerprint `fleet-agent enroll
+    /// --server-fingerprint` takes.
+    TlsCert {
+        /// DNS names or IP addresses the certificate is valid for.
+        #[arg(long = "hostname", value_name = "NAME", required = true)]
+        hostnames: Vec<String>,
     },
 }
 
@@ -135,22 +159,39 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, data } => {
+        Command::Serve {
+            listen,
+            data,
+            tls_cert,
+            tls_key,
+        } => {
+            // Check the certificate before touching the database or the port, so a
+            // bad file is the first and only thing reported.
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(fleet_sync::tls::load_server_config(cert, key)?),
+                _ => None,
+            };
             let storage = fleet_sync::open_sqlite(&data).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "fleet-sync listening");
-            fleet_sync::serve(
-                listener,
-                fleet_sync::AppState::new(storage),
-                shutdown_signal(),
-            )
-            .await?;
+            let state = fleet_sync::AppState::new(storage);
+            match tls {
+                Some(tls) => {
+                    tracing::info!(addr = %listener.local_addr()?, data = %data.display(), cert_sha256 = %tls.fingerprint, "fleet-sync listening for HTTPS");
+                    fleet_sync::tls::serve_tls(listener, state, tls.config, shutdown_signal())
+                        .await?;
+                }
+                None => {
+                    tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "fleet-sync listening");
+                    fleet_sync::serve(listener, state, shutdown_signal()).await?;
+                }
+            }
         }
         Command::Admin { data, command } => {
             let storage = fleet_sync::open_sqlite(&data).await?;
             match command {
+                Admin::TlsCert { hostnames } => print_json(&write_self_signed(&data, &hostnames)?)?,
                 Admin::Tenant {
                     command: TenantCmd::Create { name },
                 } => print_json(&storage.create_tenant(&name).await?)?,
@@ -173,6 +214,47 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => fleet_sync::demo::run(args).await?,
     }
     Ok(())
+}
+
+/// Writes DIR/tls/cert.pem and DIR/tls/key.pem (the key mode 0600), refusing to replace
+/// an existing pair: devices enrolled against it would stop syncing.
+fn write_self_signed(
+    data: &std::path::Path,
+    hostnames: &[String],
+) -> anyhow::Result<serde_json::Value> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data.join("tls");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    for p in [&cert_path, &key_path] {
+        if p.exists() {
+            anyhow::bail!(
+                "{} already exists; devices enrolled against it would refuse a new certificate, so remove it yourself if you mean to replace it",
+                p.display()
+            );
+        }
+    }
+    let made = fleet_sync::tls::self_signed(hostnames)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |path: &std::path::Path, mode: u32, text: &str| -> anyhow::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write(&key_path, 0o600, &made.key_pem)?;
+    write(&cert_path, 0o644, &made.cert_pem)?;
+    Ok(serde_json::json!({
+        "cert": cert_path,
+        "key": key_path,
+        "sha256": made.fingerprint,
+    }))
 }
 
 #[cfg(test)]
