@@ -41,7 +41,13 @@ pub fn body_digest(body: &[u8]) -> String {
 }
 
 /// The exact bytes a device signs for one request.
-pub fn signing_message(method: &str, path_and_query: &str, ts_ms: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub fn signing_message(
+    method: &str,
+    path_and_query: &str,
+    ts_ms: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     format!(
         "fleet-sync-v1\n{}\n{}\n{}\n{}\n{}",
         method.to_ascii_uppercase(),
@@ -71,19 +77,33 @@ pub fn sign_request(
     body: &[u8],
 ) -> String {
     let nonce = new_nonce();
-    let sig = key.sign(&signing_message(method, path_and_query, ts_ms, &nonce, body));
-    format!("{SCHEME} id={device_id},ts={ts_ms},nonce={nonce},sig={}", B64.encode(sig.to_bytes()))
+    let sig = key.sign(&signing_message(
+        method,
+        path_and_query,
+        ts_ms,
+        &nonce,
+        body,
+    ));
+    format!(
+        "{SCHEME} id={device_id},ts={ts_ms},nonce={nonce},sig={}",
+        B64.encode(sig.to_bytes())
+    )
 }
 
 pub fn parse_header(value: &str) -> Result<DeviceAuth, AuthError> {
-    let rest = value.strip_prefix(SCHEME).ok_or(AuthError::Malformed)?.trim_start();
+    let rest = value
+        .strip_prefix(SCHEME)
+        .ok_or(AuthError::Malformed)?
+        .trim_start();
     let (mut id, mut ts, mut nonce, mut sig) = (None, None, None, None);
     for part in rest.split(',') {
         let (k, v) = part.trim().split_once('=').ok_or(AuthError::Malformed)?;
         match k {
             "id" => id = Uuid::parse_str(v).ok(),
             "ts" => ts = v.parse::<i64>().ok(),
-            "nonce" if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => nonce = Some(v.to_owned()),
+            "nonce" if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                nonce = Some(v.to_owned())
+            }
             "sig" => {
                 let bytes = B64.decode(v).map_err(|_| AuthError::Malformed)?;
                 let arr: [u8; 64] = bytes.try_into().map_err(|_| AuthError::Malformed)?;
@@ -111,7 +131,8 @@ pub fn encode_public_key(key: &VerifyingKey) -> String {
 }
 
 pub fn verify(key: &VerifyingKey, message: &[u8], sig: &Signature) -> Result<(), AuthError> {
-    key.verify(message, sig).map_err(|_| AuthError::BadSignature)
+    key.verify(message, sig)
+        .map_err(|_| AuthError::BadSignature)
 }
 
 pub fn sign_b64(key: &SigningKey, message: &[u8]) -> String {
@@ -137,14 +158,24 @@ mod tests {
         assert_eq!(auth.device_id, id);
         let msg = signing_message("POST", "/sync/v1/batches", auth.ts_ms, &auth.nonce, b"body");
         verify(&key.verifying_key(), &msg, &auth.signature).unwrap();
-        let tampered = signing_message("POST", "/sync/v1/batches", auth.ts_ms, &auth.nonce, b"bodY");
-        assert_eq!(verify(&key.verifying_key(), &tampered, &auth.signature), Err(AuthError::BadSignature));
+        let tampered =
+            signing_message("POST", "/sync/v1/batches", auth.ts_ms, &auth.nonce, b"bodY");
+        assert_eq!(
+            verify(&key.verifying_key(), &tampered, &auth.signature),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
     fn headers_with_missing_or_extra_fields_are_malformed() {
         assert_eq!(parse_header("Bearer x"), Err(AuthError::Malformed));
-        assert_eq!(parse_header("FleetDevice id=nope"), Err(AuthError::Malformed));
-        assert_eq!(parse_header("FleetDevice id=1,ts=2,nonce=3,sig=4,evil=5"), Err(AuthError::Malformed));
+        assert_eq!(
+            parse_header("FleetDevice id=nope"),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            parse_header("FleetDevice id=1,ts=2,nonce=3,sig=4,evil=5"),
+            Err(AuthError::Malformed)
+        );
     }
 }

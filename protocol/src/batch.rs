@@ -118,7 +118,11 @@ impl Batch {
 
 /// Encode events (sorted by strictly increasing seq, all within the header's range).
 /// `level` is the zstd level; 0 stores the body uncompressed.
-pub fn encode_batch(header: &BatchHeader, events: &[Event], level: i32) -> Result<Vec<u8>, BatchError> {
+pub fn encode_batch(
+    header: &BatchHeader,
+    events: &[Event],
+    level: i32,
+) -> Result<Vec<u8>, BatchError> {
     let body = encode_body(header, events)?;
     if body.len() > MAX_UNCOMPRESSED {
         return Err(BatchError::TooLarge(body.len()));
@@ -127,7 +131,8 @@ pub fn encode_batch(header: &BatchHeader, events: &[Event], level: i32) -> Resul
     let (method, payload) = if level == 0 {
         (COMPRESSION_NONE, body.clone())
     } else {
-        let z = zstd::bulk::compress(&body, level).map_err(|e| BatchError::Invalid(e.to_string()))?;
+        let z =
+            zstd::bulk::compress(&body, level).map_err(|e| BatchError::Invalid(e.to_string()))?;
         (COMPRESSION_ZSTD, z)
     };
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
@@ -176,12 +181,17 @@ fn unframe(frame: &[u8]) -> Result<Vec<u8>, BatchError> {
         COMPRESSION_NONE => payload.to_vec(),
         COMPRESSION_ZSTD => {
             // The capacity bounds the output, so a decompression bomb stops at `len`.
-            zstd::bulk::decompress(payload, len).map_err(|e| BatchError::Decompress(e.to_string()))?
+            zstd::bulk::decompress(payload, len)
+                .map_err(|e| BatchError::Decompress(e.to_string()))?
         }
         m => return Err(BatchError::UnsupportedCompression(m)),
     };
     if body.len() != len {
-        return Err(if body.len() < len { BatchError::Truncated } else { BatchError::Malformed("body longer than declared".into()) });
+        return Err(if body.len() < len {
+            BatchError::Truncated
+        } else {
+            BatchError::Malformed("body longer than declared".into())
+        });
     }
     if crc32fast::hash(&body) != crc {
         return Err(BatchError::Checksum);
@@ -196,10 +206,15 @@ fn put_section(out: &mut Vec<u8>, section: &[u8]) {
 
 fn encode_body(h: &BatchHeader, events: &[Event]) -> Result<Vec<u8>, BatchError> {
     if h.last_seq < h.first_seq || h.first_seq == 0 {
-        return Err(BatchError::Invalid("seq range is empty or starts at 0".into()));
+        return Err(BatchError::Invalid(
+            "seq range is empty or starts at 0".into(),
+        ));
     }
     if events.len() > MAX_EVENTS {
-        return Err(BatchError::Invalid(format!("{} events, at most {MAX_EVENTS}", events.len())));
+        return Err(BatchError::Invalid(format!(
+            "{} events, at most {MAX_EVENTS}",
+            events.len()
+        )));
     }
     let mut out = Vec::with_capacity(64 + events.len() * 12);
     out.extend_from_slice(h.tenant_id.as_bytes());
@@ -235,7 +250,10 @@ fn encode_body(h: &BatchHeader, events: &[Event]) -> Result<Vec<u8>, BatchError>
     let mut pos_state = PositionDelta::default();
     for e in events {
         if e.seq <= prev_seq || e.seq > h.last_seq {
-            return Err(BatchError::Invalid(format!("seq {} out of order or outside the range", e.seq)));
+            return Err(BatchError::Invalid(format!(
+                "seq {} out of order or outside the range",
+                e.seq
+            )));
         }
         put_u64(&mut seqs, e.seq - prev_seq - 1);
         prev_seq = e.seq;
@@ -254,7 +272,10 @@ fn encode_body(h: &BatchHeader, events: &[Event]) -> Result<Vec<u8>, BatchError>
         let offset = e.time.wall_ms.wrapping_sub(mono);
         put_i64(&mut walls, offset.wrapping_sub(prev_offset));
         prev_offset = offset;
-        put_i64(&mut hlcs, (e.time.hlc.physical_ms() as i64).wrapping_sub(e.time.wall_ms));
+        put_i64(
+            &mut hlcs,
+            (e.time.hlc.physical_ms() as i64).wrapping_sub(e.time.wall_ms),
+        );
         put_u64(&mut hlcs, u64::from(e.time.hlc.logical()));
 
         let code = e.kind.code();
@@ -285,7 +306,9 @@ fn encode_body(h: &BatchHeader, events: &[Event]) -> Result<Vec<u8>, BatchError>
     for b in &boots {
         out.extend_from_slice(&b.0);
     }
-    for s in [&seqs, &boot_ix, &monos, &walls, &hlcs, &kinds, &meta, &tags, &positions, &jsons] {
+    for s in [
+        &seqs, &boot_ix, &monos, &walls, &hlcs, &kinds, &meta, &tags, &positions, &jsons,
+    ] {
         put_section(&mut out, s);
     }
     Ok(out)
@@ -315,7 +338,13 @@ fn read_header(r: &mut Reader<'_>) -> Result<BatchHeader, BatchError> {
     let last_seq = first_seq
         .checked_add(span)
         .ok_or_else(|| BatchError::Malformed("seq range overflows".into()))?;
-    Ok(BatchHeader { tenant_id, device_id, first_seq, last_seq, anchors: Vec::new() })
+    Ok(BatchHeader {
+        tenant_id,
+        device_id,
+        first_seq,
+        last_seq,
+        anchors: Vec::new(),
+    })
 }
 
 fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
@@ -323,7 +352,9 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
     let mut header = read_header(&mut r)?;
     let n = read_count(&mut r, MAX_EVENTS, "events")?;
     if n as u64 > header.last_seq - header.first_seq + 1 {
-        return Err(BatchError::Malformed("more events than seqs in the range".into()));
+        return Err(BatchError::Malformed(
+            "more events than seqs in the range".into(),
+        ));
     }
     let n_anchors = read_count(&mut r, MAX_ANCHORS, "time anchors")?;
     for _ in 0..n_anchors {
@@ -332,8 +363,15 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
         let true_ms = r.i64()?;
         let source = TimeSource::from_u8(r.u8()?)
             .ok_or_else(|| BatchError::Malformed("unknown time source".into()))?;
-        let uncertainty_ms = u32::try_from(r.u64()?).map_err(|_| BatchError::Malformed("uncertainty overflows".into()))?;
-        header.anchors.push(TimeAnchor { boot_id, mono_ms, true_ms, source, uncertainty_ms });
+        let uncertainty_ms = u32::try_from(r.u64()?)
+            .map_err(|_| BatchError::Malformed("uncertainty overflows".into()))?;
+        header.anchors.push(TimeAnchor {
+            boot_id,
+            mono_ms,
+            true_ms,
+            source,
+            uncertainty_ms,
+        });
     }
     let n_boots = read_count(&mut r, n.max(1), "boot ids")?;
     let mut boots = Vec::with_capacity(n_boots);
@@ -347,12 +385,16 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
         sections.push(Reader::new(r.bytes(len)?));
     }
     if !r.is_empty() {
-        return Err(BatchError::Malformed("trailing bytes after the last section".into()));
+        return Err(BatchError::Malformed(
+            "trailing bytes after the last section".into(),
+        ));
     }
     let [mut seqs, mut boot_ix, mut monos, mut walls, mut hlcs, mut kinds, mut meta, mut tags, mut positions, mut jsons]: [Reader<'_>; 10] =
         sections.try_into().expect("ten sections");
 
-    let mut events = Vec::with_capacity(n);
+    // Every event takes at least one byte in each of several sections, so the body
+    // length bounds what a truthful count can be; a lying count can't make us reserve more.
+    let mut events = Vec::with_capacity(n.min(body.len() / 8));
     let mut rejects = Vec::new();
     let mut prev_seq = header.first_seq - 1;
     let mut prev_mono = 0i64;
@@ -408,7 +450,10 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
             boot_id,
             mono_ms,
             wall_ms,
-            hlc: Hlc::new(hlc_phys.max(0) as u64, logical.min(u64::from(u16::MAX)) as u16),
+            hlc: Hlc::new(
+                hlc_phys.max(0) as u64,
+                logical.min(u64::from(u16::MAX)) as u16,
+            ),
         });
         let built = (|| {
             let kind = match &kind {
@@ -417,11 +462,20 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
                 Err(name) if code == 0 => return Err(format!("invalid kind name {name:?}")),
                 Err(_) => return Err(format!("unknown kind code {code}")),
             };
-            let priority = Priority::from_u8(prio_byte).ok_or_else(|| format!("unknown priority {prio_byte}"))?;
-            let config_version = u32::try_from(config).map_err(|_| format!("config version {config} out of range"))?;
+            let priority = Priority::from_u8(prio_byte)
+                .ok_or_else(|| format!("unknown priority {prio_byte}"))?;
+            let config_version = u32::try_from(config)
+                .map_err(|_| format!("config version {config} out of range"))?;
             let time = time.clone()?;
             let data = data.clone()?;
-            let e = Event { seq, kind, priority, time, config_version, data };
+            let e = Event {
+                seq,
+                kind,
+                priority,
+                time,
+                config_version,
+                data,
+            };
             match e.invalid_reason() {
                 Some(reason) => Err(reason),
                 None => Ok(e),
@@ -447,12 +501,29 @@ fn decode_body(body: &[u8]) -> Result<Batch, BatchError> {
             }),
         }
     }
-    for (name, s) in [("seq", &seqs), ("boot", &boot_ix), ("mono", &monos), ("wall", &walls), ("hlc", &hlcs), ("kind", &kinds), ("meta", &meta), ("tag", &tags), ("position", &positions), ("json", &jsons)] {
+    for (name, s) in [
+        ("seq", &seqs),
+        ("boot", &boot_ix),
+        ("mono", &monos),
+        ("wall", &walls),
+        ("hlc", &hlcs),
+        ("kind", &kinds),
+        ("meta", &meta),
+        ("tag", &tags),
+        ("position", &positions),
+        ("json", &jsons),
+    ] {
         if !s.is_empty() {
-            return Err(BatchError::Malformed(format!("{name} section has trailing bytes")));
+            return Err(BatchError::Malformed(format!(
+                "{name} section has trailing bytes"
+            )));
         }
     }
-    Ok(Batch { header, events, rejects })
+    Ok(Batch {
+        header,
+        events,
+        rejects,
+    })
 }
 
 /// Delta coding state for consecutive positions in one batch: latitude and
@@ -480,7 +551,11 @@ impl PositionDelta {
         let mut flags = (p.fix & 3) << 5;
         flags |= if p.alt_dm.is_some() { P_ALT } else { 0 };
         flags |= if p.speed_cms.is_some() { P_SPEED } else { 0 };
-        flags |= if p.heading_cdeg.is_some() { P_HEADING } else { 0 };
+        flags |= if p.heading_cdeg.is_some() {
+            P_HEADING
+        } else {
+            0
+        };
         flags |= if p.hdop_d.is_some() { P_HDOP } else { 0 };
         flags |= if p.sats.is_some() { P_SATS } else { 0 };
         // Fix values above 3 don't fit two bits; the high bit says so and a byte follows.
@@ -520,7 +595,11 @@ impl PositionDelta {
 
     fn decode(&mut self, r: &mut Reader<'_>) -> Result<Position, BatchError> {
         let flags = r.u8()?;
-        let fix = if flags & 0x80 != 0 { r.u8()? } else { (flags >> 5) & 3 };
+        let fix = if flags & 0x80 != 0 {
+            r.u8()?
+        } else {
+            (flags >> 5) & 3
+        };
         let bad = |what: &str| BatchError::Malformed(format!("position {what} overflows"));
         self.dlat = self.dlat.wrapping_add(r.i64()?);
         self.dlon = self.dlon.wrapping_add(r.i64()?);
@@ -551,7 +630,20 @@ impl PositionDelta {
         } else {
             None
         };
-        let sats = if flags & P_SATS != 0 { Some(r.u8()?) } else { None };
-        Ok(Position { lat_e7, lon_e7, alt_dm, speed_cms, heading_cdeg, hdop_d, sats, fix })
+        let sats = if flags & P_SATS != 0 {
+            Some(r.u8()?)
+        } else {
+            None
+        };
+        Ok(Position {
+            lat_e7,
+            lon_e7,
+            alt_dm,
+            speed_cms,
+            heading_cdeg,
+            hdop_d,
+            sats,
+            fix,
+        })
     }
 }

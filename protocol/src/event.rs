@@ -44,7 +44,9 @@ impl BootId {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        uuid::Uuid::parse_str(s.trim()).ok().map(|u| BootId(*u.as_bytes()))
+        uuid::Uuid::parse_str(s.trim())
+            .ok()
+            .map(|u| BootId(*u.as_bytes()))
     }
 }
 
