@@ -74,6 +74,8 @@ fn start_emulator(py: &str, dir: &Path) -> Emulator {
     let child = Command::new(py)
         .args(["-m", "elm", "-s", "car", "-b"])
         .arg(&out)
+        // The emulator writes its elm.log into the working directory.
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
