@@ -89,7 +89,7 @@ impl VehicleSpec {
             driver_speed_factor: rng.gen_range(0.88..1.06),
             idling_habit: rng.gen_range(0.1..0.6),
             tank_l: 400.0,
-            depot_park_s: rng.gen_range(600.0..1800.0),
+            depot_park_s: rng.gen_range(300.0..1200.0),
         }
     }
 }
@@ -419,7 +419,7 @@ impl Vehicle {
     /// Pick where to go next: a customer, or home when the round is done.
     fn start_next_leg(&mut self, out: &mut Vec<SimOutput>) {
         if self.stops_left == 0 && self.node == self.home {
-            self.stops_left = self.rng.gen_range(3..8);
+            self.stops_left = self.rng.gen_range(4..10);
         }
         for _ in 0..20 {
             let target = if self.stops_left == 0 {
@@ -605,13 +605,13 @@ impl Vehicle {
             }
             Arrival::Customer if self.rng.gen_bool(self.spec.idling_habit) => {
                 self.phase = Phase::Idling {
-                    until_ms: now + self.rng.gen_range(60_000..540_000),
+                    until_ms: now + self.rng.gen_range(30_000..240_000),
                 };
             }
             Arrival::Customer => {
                 self.set_ignition(false, out);
                 self.phase = Phase::Parked {
-                    until_ms: now + self.rng.gen_range(180_000..720_000),
+                    until_ms: now + self.rng.gen_range(90_000..480_000),
                 };
             }
         }
