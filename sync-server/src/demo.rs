@@ -127,11 +127,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
 
     println!(
-        "fleet-sync demo: {} vehicles syncing to {url}",
-        args.vehicles
+        "\nfleet-sync demo: {} simulated vehicles syncing to {url}\n  dashboard:       {url}/#key={api_key}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
+        args.vehicles,
+        demo_path.display()
     );
-    println!("dashboard: {url}/#key={api_key}");
-    println!("details in {}; Ctrl-C stops", demo_path.display());
 
     tokio::signal::ctrl_c().await?;
     tracing::info!("stopping the demo");
@@ -188,7 +187,8 @@ fn refresh_server_url(dir: &Path, url: &str) -> anyhow::Result<()> {
 }
 
 /// Take vehicles offline now and then (a tunnel, a dead zone, a depot with no
-/// coverage), on a schedule drawn from the seed.
+/// coverage), on a schedule drawn from the seed. A few lose coverage within the
+/// first minute, so a newcomer soon sees vehicles go offline and catch up.
 async fn drive_outages(
     links: Vec<watch::Sender<bool>>,
     seed: u64,
@@ -196,37 +196,58 @@ async fn drive_outages(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0FF1_17E5);
-    let n = links.len();
-    let mut back_at: Vec<Option<tokio::time::Instant>> = vec![None; n];
-    let check = Duration::from_secs(15);
-    let mean_online =
+    // Outages are drawn in simulated time and waited for in real time.
+    let pace = speed.clamp(1.0, 20.0);
+    let real = |sim_s: f64| Duration::from_secs_f64(sim_s / pace);
+    let mean_online_s =
         ((OFFLINE_MIN + OFFLINE_MAX) / 2).as_secs_f64() * (1.0 - OFFLINE_SHARE) / OFFLINE_SHARE;
-    let p_drop = (check.as_secs_f64() * speed.min(20.0) / mean_online).min(1.0);
+    let start = tokio::time::Instant::now();
+    let mut online = vec![true; links.len()];
+    let mut next: Vec<tokio::time::Instant> = (0..links.len())
+        .map(|_| {
+            let first_s = if rng.gen_bool(OFFLINE_SHARE) {
+                rng.gen_range(5.0..40.0)
+            } else {
+                exponential(&mut rng, mean_online_s)
+            };
+            start + real(first_s)
+        })
+        .collect();
     loop {
+        let Some(&due) = next.iter().min() else {
+            return;
+        };
         tokio::select! {
-            _ = tokio::time::sleep(check) => {}
+            _ = tokio::time::sleep_until(due) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = tokio::time::Instant::now();
         for (i, link) in links.iter().enumerate() {
-            match back_at[i] {
-                Some(t) if now >= t => {
-                    back_at[i] = None;
-                    let _ = link.send(true);
-                    tracing::info!(vehicle = i + 1, "demo: vehicle back in coverage");
-                }
-                None if rng.gen_bool(p_drop) => {
-                    let secs = rng.gen_range(OFFLINE_MIN.as_secs_f64()..OFFLINE_MAX.as_secs_f64());
-                    back_at[i] = Some(now + Duration::from_secs_f64(secs / speed.clamp(1.0, 20.0)));
-                    let _ = link.send(false);
-                    tracing::info!(
-                        vehicle = i + 1,
-                        seconds = secs as u64,
-                        "demo: vehicle lost coverage"
-                    );
-                }
-                _ => {}
+            if next[i] > now {
+                continue;
             }
+            online[i] = !online[i];
+            let _ = link.send(online[i]);
+            let span_s = if online[i] {
+                tracing::debug!(vehicle = i + 1, "demo: vehicle back in coverage");
+                exponential(&mut rng, mean_online_s)
+            } else {
+                let s = rng.gen_range(OFFLINE_MIN.as_secs_f64()..OFFLINE_MAX.as_secs_f64());
+                tracing::debug!(
+                    vehicle = i + 1,
+                    seconds = s as u64,
+                    "demo: vehicle lost coverage"
+                );
+                s
+            };
+            next[i] = now + real(span_s);
         }
     }
+}
+
+/// A draw from the exponential distribution with this mean: the time until the
+/// next event that is equally likely at any moment.
+fn exponential(rng: &mut StdRng, mean: f64) -> f64 {
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    -u.ln() * mean
 }
