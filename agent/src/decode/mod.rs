@@ -2,8 +2,8 @@
 //! Pure (no I/O), allocation-light, and never fatal on bad input.
 
 pub mod candump;
+pub mod elm327;
 pub mod j1939;
 pub mod nmea;
-pub mod elm327;
 pub mod obd;
 pub mod obd_can;
