@@ -146,6 +146,8 @@ pub struct Elm327<T> {
     kind: BusKind,
     headers: bool,
     searched: bool,
+    /// Answer signatures of commands that timed out, whose answers may still arrive.
+    late: Vec<String>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
@@ -159,6 +161,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
             kind: BusKind::Can11,
             headers: false,
             searched: false,
+            late: Vec::new(),
         };
         // A bare CR first: ends whatever a previous user left half typed.
         s.io.write_all(b"\r").await?;
@@ -276,7 +279,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
         self.io.write_all(b"\r").await?;
         self.io.flush().await?;
         let deadline = Instant::now() + limit;
-        let text = match self.read_reply(deadline).await {
+        let read = async {
+            loop {
+                let text = self.read_reply(deadline).await?;
+                if reply_belongs_to(cmd, &text, &self.late) {
+                    return Ok(text);
+                }
+                // The answer to an earlier command that timed out, or the prompt of a
+                // stray CR, arriving late: never let it stand for this command's answer.
+                tracing::debug!(command = cmd, stale = %text, "discarding a reply that belongs to another command");
+            }
+        };
+        let text = match read.await {
             Ok(text) => text,
             Err(Elm327Error::Timeout { .. }) => {
                 tracing::warn!(
@@ -284,6 +298,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
                     ?limit,
                     "ELM327 prompt missing, resynchronising"
                 );
+                if let Some(sig) = answer_signature(cmd) {
+                    // Its answer may still come; remember how to recognise it.
+                    if self.late.len() == 4 {
+                        self.late.remove(0);
+                    }
+                    self.late.push(sig);
+                }
                 self.resync().await?;
                 return Err(Elm327Error::Timeout {
                     command: cmd.to_string(),
@@ -361,6 +382,52 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
         self.framer.clear();
         Ok(())
     }
+}
+
+/// What an OBD answer to `cmd` starts with once spaces are gone: the mode plus 0x40,
+/// then the PID for modes that echo it (`010C` -> `410C`).
+fn answer_signature(cmd: &str) -> Option<String> {
+    let cmd = cmd.trim().to_ascii_uppercase();
+    if cmd.starts_with("AT") {
+        return None;
+    }
+    let hex: String = cmd.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let mode = u8::from_str_radix(hex.get(0..2)?, 16).ok()?;
+    let answer = format!("{:02X}", mode.wrapping_add(0x40));
+    Some(match (mode, hex.get(2..4)) {
+        (0x01 | 0x02 | 0x05 | 0x06 | 0x08 | 0x09, Some(pid)) => format!("{answer}{pid}"),
+        _ => answer,
+    })
+}
+
+/// Whether `text` can be the answer to `cmd`, given the answers still owed to
+/// commands that timed out. A late answer to one of those, the reset banner, or the
+/// prompt or `?` that a stray CR produced is never taken for this command's answer;
+/// anything else (garbled lines, adapter errors) is, so that it gets reported.
+fn reply_belongs_to(cmd: &str, text: &str, late: &[String]) -> bool {
+    let flat: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let upper = cmd.trim().to_ascii_uppercase();
+    if let Some(at) = upper.strip_prefix("AT") {
+        let banner = flat.contains("ELM");
+        return match at {
+            "Z" | "WS" | "I" | "@1" => banner,
+            _ => !flat.is_empty() && !banner,
+        };
+    }
+    let Some(own) = answer_signature(cmd) else {
+        return true;
+    };
+    if flat.contains(&own) {
+        return true;
+    }
+    !flat.is_empty()
+        && flat != "?"
+        && !flat.contains("ELM")
+        && !late.iter().any(|sig| flat.contains(sig.as_str()))
 }
 
 /// Opens the port; called again after the adapter disappears.
@@ -479,5 +546,31 @@ impl<C: Connector> Reconnecting<C> {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_answer_or_a_stray_prompt_is_not_taken_for_the_next_command() {
+        let late = vec![answer_signature("010C").unwrap()];
+        assert!(!reply_belongs_to("010D", "7E8 04 41 0C 00 00", &late));
+        assert!(!reply_belongs_to("010D", "?", &late));
+        assert!(!reply_belongs_to("010D", "", &late));
+        assert!(reply_belongs_to("010D", "7E8 03 41 0D 37", &late));
+        assert!(reply_belongs_to("010D", "NO DATA", &late));
+        // Garbled lines are this command's, so that they are reported.
+        assert!(reply_belongs_to("010C", "7E8 04 4#\u{7} 0C 1A", &[]));
+    }
+
+    #[test]
+    fn setup_commands_never_take_the_reset_banner_and_reset_needs_it() {
+        assert!(!reply_belongs_to("ATE0", "ATZ ELM327 v1.5", &[]));
+        assert!(!reply_belongs_to("ATE0", "", &[]));
+        assert!(reply_belongs_to("ATE0", "OK", &[]));
+        assert!(!reply_belongs_to("ATZ", "", &[]));
+        assert!(reply_belongs_to("ATZ", "ELM327 v1.5", &[]));
     }
 }
