@@ -154,7 +154,10 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // Agent code runs here only inside the demo, where its per-vehicle start-up
+            // lines would bury the few lines a newcomer needs.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fleet_agent=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
