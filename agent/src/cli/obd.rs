@@ -1,7 +1,10 @@
 //! `fleet-agent obd`: query a live ELM327 adapter once and print what the vehicle says.
 
+#[cfg(feature = "serial")]
 use anyhow::Context;
-use serde_json::{json, Value as Json};
+#[cfg(feature = "serial")]
+use serde_json::json;
+use serde_json::Value as Json;
 
 use crate::decode::elm327::parse_pid_list;
 
