@@ -1,6 +1,6 @@
 //! `fleet-agent decode obd`: an ELM327 transcript to JSON lines.
 
-use fleet_agent::cli::decode_obd::decode_obd_file;
+use fleet_agent::cli::decode::obd::decode_obd_file;
 use serde_json::Value as Json;
 
 const TRANSCRIPT: &str = "ELM327 v1.5\r\r>ATH1\rOK\r\r>ATDPN\rA6\r\r>010C0D\r7E8 06 41 0C 1A F8 0D 37\r7E9 03 41 0D 36\r\r>03\r7E8 10 0A 43 04 01 33 C1 96\r7E8 21 02 34 43 00 CC CC CC\r\r>0902\r7E8 10 14 49 02 01 54 4D 42\r7E8 21 4A 50 37 4E 58 35 4E\r7E8 22 59 30 38 34 39 32 33\r\r>0105\rNO DATA\r\r>0104\r7E8 04 41 04\r";

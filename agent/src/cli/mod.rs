@@ -1,6 +1,6 @@
 //! The `fleet-agent` command line.
 
-pub mod decode_obd;
+pub mod decode;
 mod enroll;
 mod events;
 mod note;
@@ -38,6 +38,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Query a live ELM327 adapter once: PIDs, trouble codes, VIN.
     Obd(obd::ObdArgs),
+    /// Decode a capture offline and print one JSON object per line.
+    Decode(decode::DecodeArgs),
 }
 
 /// Parse the command line and run it.
@@ -69,6 +71,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Obd(args) => {
             init_logging("warn", LogFormat::Text);
             obd::run(args).await
+        }
+        Command::Decode(args) => {
+            init_logging("warn", LogFormat::Text);
+            decode::run(args).await
         }
     }
 }
