@@ -2,6 +2,7 @@
 //! Pure (no I/O), allocation-light, and never fatal on bad input.
 
 pub mod candump;
+pub mod dbc;
 pub mod elm327;
 pub mod j1939;
 pub mod nmea;
