@@ -244,7 +244,7 @@ pub struct CandumpReplay<R = BufReader<tokio::fs::File>> {
     pace: Pace,
     /// The real time the first frame was handed out and its log time.
     start: Option<(Instant, u64)>,
-    line: String,
+    line: Vec<u8>,
     progress: ReplayProgress,
     last_bad: Option<(u64, CandumpError)>,
     line_no: u64,
@@ -266,7 +266,7 @@ impl<R: AsyncBufRead + Unpin + Send> CandumpReplay<R> {
             reader,
             pace,
             start: None,
-            line: String::with_capacity(64),
+            line: Vec::with_capacity(64),
             progress: ReplayProgress::default(),
             last_bad: None,
             line_no: 0,
@@ -285,23 +285,18 @@ impl<R: AsyncBufRead + Unpin + Send> CandumpReplay<R> {
     async fn next_frame(&mut self) -> Result<CanFrame, CanError> {
         loop {
             self.line.clear();
-            let n = match self.reader.read_line(&mut self.line).await {
-                Ok(n) => n,
-                // A log is text; a stray non-UTF-8 line is bad input, not an outage.
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    self.line_no += 1;
-                    self.progress.bad_lines += 1;
-                    self.skip_to_newline().await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let n = self.reader.read_until(b'\n', &mut self.line).await?;
             if n == 0 {
                 return Err(CanError::Closed);
             }
             self.line_no += 1;
             self.progress.bytes_read += n as u64;
-            let text = self.line.trim();
+            // A log is text; a line that is not is bad input, not an outage.
+            let Ok(text) = std::str::from_utf8(&self.line) else {
+                self.progress.bad_lines += 1;
+                continue;
+            };
+            let text = text.trim();
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
@@ -316,13 +311,6 @@ impl<R: AsyncBufRead + Unpin + Send> CandumpReplay<R> {
                 }
             }
         }
-    }
-
-    async fn skip_to_newline(&mut self) -> Result<(), CanError> {
-        let mut junk = Vec::new();
-        let n = self.reader.read_until(b'\n', &mut junk).await?;
-        self.progress.bytes_read += n as u64;
-        Ok(())
     }
 }
 

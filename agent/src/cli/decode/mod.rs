@@ -2,6 +2,8 @@
 //! decoded item, so a user can check a capture without running the agent.
 //! Each input format lives in its own module.
 
+pub mod candump;
+pub mod j1939;
 pub mod obd;
 
 use clap::{Args, Subcommand};
@@ -21,6 +23,21 @@ pub enum DecodeCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// A candump log (`-l` or default text format) decoded by a DBC file, one
+    /// JSON object per decoded message; unknown ids and bad lines are counted.
+    Candump {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The DBC file that defines the bus's messages.
+        #[arg(long, value_name = "DBC")]
+        dbc: PathBuf,
+    },
+    /// A candump log of a J1939 bus: SPNs in engineering units, DM1 codes and
+    /// lamps, transport-reassembled messages.
+    J1939 {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 pub async fn run(args: DecodeArgs) -> anyhow::Result<()> {
@@ -36,6 +53,39 @@ pub async fn run(args: DecodeArgs) -> anyhow::Result<()> {
                 summary.exchanges,
                 summary.items,
                 summary.errors
+            );
+        }
+        DecodeCommand::Candump { file, dbc } => {
+            let s = candump::decode_candump_file(&file, &dbc, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "{}: {} lines, {} frames, {} decoded, {} unknown ({} distinct ids), {} transport frames, {} bad lines, {} signals past the end of their frame",
+                file.display(),
+                s.lines.lines,
+                s.lines.frames,
+                s.decoded,
+                s.unknown_frames,
+                s.unknown_ids.len(),
+                s.transport_frames,
+                s.lines.bad,
+                s.truncated_signals
+            );
+        }
+        DecodeCommand::J1939 { file } => {
+            let s = j1939::decode_j1939_file(&file, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "{}: {} lines, {} frames, {} bad lines; {} parameter groups, {} DM1, {} other messages; transport {} completed, {} dropped; {} non-J1939 frames",
+                file.display(),
+                s.lines.lines,
+                s.lines.frames,
+                s.lines.bad,
+                s.groups,
+                s.dm1,
+                s.messages,
+                s.tp_completed,
+                s.tp_dropped,
+                s.skipped
             );
         }
     }
