@@ -63,6 +63,8 @@ pub struct SpnReading {
 struct SpnDef {
     pgn: u32,
     spn: u32,
+    name: &'static str,
+    unit: &'static str,
     /// Byte offset in the data field (J1939 "byte 1" is offset 0).
     start: usize,
     len: usize,
@@ -76,6 +78,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 61444,
         spn: 190,
+        name: "engine_speed",
+        unit: "rpm",
         start: 3,
         len: 2,
         scale: 0.125,
@@ -84,6 +88,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 61443,
         spn: 91,
+        name: "accelerator_pedal_position",
+        unit: "%",
         start: 1,
         len: 1,
         scale: 0.4,
@@ -92,6 +98,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 61443,
         spn: 92,
+        name: "engine_load",
+        unit: "%",
         start: 2,
         len: 1,
         scale: 1.0,
@@ -100,6 +108,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65265,
         spn: 84,
+        name: "wheel_based_vehicle_speed",
+        unit: "km/h",
         start: 1,
         len: 2,
         scale: 1.0 / 256.0,
@@ -108,6 +118,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65262,
         spn: 110,
+        name: "engine_coolant_temperature",
+        unit: "°C",
         start: 0,
         len: 1,
         scale: 1.0,
@@ -116,6 +128,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65276,
         spn: 96,
+        name: "fuel_level",
+        unit: "%",
         start: 1,
         len: 1,
         scale: 0.4,
@@ -124,6 +138,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65253,
         spn: 247,
+        name: "engine_total_hours",
+        unit: "h",
         start: 0,
         len: 4,
         scale: 0.05,
@@ -132,6 +148,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65248,
         spn: 245,
+        name: "total_vehicle_distance",
+        unit: "km",
         start: 4,
         len: 4,
         scale: 0.125,
@@ -140,6 +158,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65217,
         spn: 917,
+        name: "total_vehicle_distance_high_resolution",
+        unit: "m",
         start: 0,
         len: 4,
         scale: 5.0,
@@ -148,6 +168,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65266,
         spn: 183,
+        name: "engine_fuel_rate",
+        unit: "L/h",
         start: 0,
         len: 2,
         scale: 0.05,
@@ -156,6 +178,8 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65257,
         spn: 250,
+        name: "engine_total_fuel_used",
+        unit: "L",
         start: 4,
         len: 4,
         scale: 0.5,
@@ -164,12 +188,19 @@ const SPNS: &[SpnDef] = &[
     SpnDef {
         pgn: 65271,
         spn: 168,
+        name: "battery_potential",
+        unit: "V",
         start: 4,
         len: 2,
         scale: 0.05,
         offset: 0.0,
     },
 ];
+
+/// The name and unit of a parameter [`decode_spns`] reports.
+pub fn spn_info(spn: u32) -> Option<(&'static str, &'static str)> {
+    SPNS.iter().find(|d| d.spn == spn).map(|d| (d.name, d.unit))
+}
 
 /// Whether [`decode_spns`] knows anything in this PGN.
 pub fn has_spns(pgn: u32) -> bool {
@@ -214,13 +245,74 @@ pub struct Dtc {
     pub oc: u8,
 }
 
+/// A lamp's state, as DM1 bytes 1 and 2 report it (two bits each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lamp {
+    Off,
+    On,
+    Error,
+    NotAvailable,
+}
+
+impl Lamp {
+    fn from_bits(b: u8) -> Self {
+        match b & 3 {
+            0 => Lamp::Off,
+            1 => Lamp::On,
+            2 => Lamp::Error,
+            _ => Lamp::NotAvailable,
+        }
+    }
+}
+
+/// A flashing lamp's rate, from DM1 byte 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flash {
+    Slow,
+    Fast,
+    Reserved,
+    /// Not flashing (or the sender does not say).
+    Unavailable,
+}
+
+impl Flash {
+    fn from_bits(b: u8) -> Self {
+        match b & 3 {
+            0 => Flash::Slow,
+            1 => Flash::Fast,
+            2 => Flash::Reserved,
+            _ => Flash::Unavailable,
+        }
+    }
+}
+
+/// The four DM1 lamps with their flash state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LampStatus {
+    pub malfunction: Lamp,
+    pub red_stop: Lamp,
+    pub amber_warning: Lamp,
+    pub protect: Lamp,
+    pub malfunction_flash: Flash,
+    pub red_stop_flash: Flash,
+    pub amber_warning_flash: Flash,
+    pub protect_flash: Flash,
+}
+
 /// A DM1: lamp status and the active codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dm1 {
     /// Byte 1: malfunction (bits 8-7), red stop (6-5), amber warning (4-3) and
     /// protect (2-1) lamps; 00 off, 01 on.
     pub lamps: u8,
+    /// Byte 2: the same lamps' flash state; 00 slow, 01 fast, 11 not flashing.
+    pub flash: u8,
     pub codes: Vec<Dtc>,
+    /// Codes sent with the conversion-method bit set (SPN in the pre-version-4
+    /// bit order, read here as version 1: most significant bit first).
+    pub old_conversion: usize,
 }
 
 impl Dm1 {
@@ -235,6 +327,19 @@ impl Dm1 {
     pub fn amber_warning_lamp(&self) -> bool {
         self.lamps >> 2 & 3 == 1
     }
+
+    pub fn lamp_status(&self) -> LampStatus {
+        LampStatus {
+            malfunction: Lamp::from_bits(self.lamps >> 6),
+            red_stop: Lamp::from_bits(self.lamps >> 4),
+            amber_warning: Lamp::from_bits(self.lamps >> 2),
+            protect: Lamp::from_bits(self.lamps),
+            malfunction_flash: Flash::from_bits(self.flash >> 6),
+            red_stop_flash: Flash::from_bits(self.flash >> 4),
+            amber_warning_flash: Flash::from_bits(self.flash >> 2),
+            protect_flash: Flash::from_bits(self.flash),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,32 +348,66 @@ pub enum J1939Error {
     ShortDm1(usize),
 }
 
-/// Decode a DM1 payload (one frame or a reassembled transport message).
+/// Decode a DM1 payload (one frame or a reassembled transport message) with
+/// any number of codes. All-zero and all-ones slots are "no code" fillers.
 pub fn decode_dm1(data: &[u8]) -> Result<Dm1, J1939Error> {
     if data.len() < 6 {
         return Err(J1939Error::ShortDm1(data.len()));
     }
+    let mut old_conversion = 0;
     let codes = data[2..]
         .chunks_exact(4)
         .filter(|c| *c != [0, 0, 0, 0] && *c != [0xFF; 4])
-        .map(|c| Dtc {
-            spn: u32::from(c[0]) | u32::from(c[1]) << 8 | (u32::from(c[2]) >> 5) << 16,
-            fmi: c[2] & 0x1F,
-            oc: c[3] & 0x7F,
+        .map(|c| {
+            let (b0, b1, b2) = (u32::from(c[0]), u32::from(c[1]), u32::from(c[2]));
+            let spn = if c[3] & 0x80 != 0 {
+                old_conversion += 1;
+                b0 << 11 | b1 << 3 | b2 >> 5
+            } else {
+                b0 | b1 << 8 | (b2 >> 5) << 16
+            };
+            Dtc {
+                spn,
+                fmi: c[2] & 0x1F,
+                oc: c[3] & 0x7F,
+            }
         })
         .collect();
     Ok(Dm1 {
         lamps: data[0],
+        flash: data[1],
         codes,
+        old_conversion,
     })
 }
 
+/// J1939-21 transport timeouts, in microseconds. A passive listener applies the
+/// receiving side's limits to whatever the bus shows.
+pub mod timeout {
+    /// Tr: a node answers (CTS after RTS, next CTS after a window) within this.
+    pub const TR_US: u64 = 200_000;
+    /// Th: a receiver holding a connection open repeats CTS(0) this often.
+    pub const TH_US: u64 = 500_000;
+    /// T1: between data packets (BAM, or inside a CTS window).
+    pub const T1_US: u64 = 750_000;
+    /// T2: from CTS to the first data packet of its window.
+    pub const T2_US: u64 = 1_250_000;
+    /// T3: from RTS, or the last packet of a window, to the next CTS.
+    pub const T3_US: u64 = 1_250_000;
+    /// T4: from a hold (CTS with zero packets) to the CTS that resumes.
+    pub const T4_US: u64 = 1_050_000;
+}
+
 /// BAM: at most this long between data packets (T1).
-pub const BAM_TIMEOUT_US: u64 = 750_000;
-/// RTS/CTS: at most this long between any two frames of a session (T2/T3).
-pub const RTS_TIMEOUT_US: u64 = 1_250_000;
+pub const BAM_TIMEOUT_US: u64 = timeout::T1_US;
+/// RTS/CTS: the longest any step of a session may take (T2/T3).
+pub const RTS_TIMEOUT_US: u64 = timeout::T3_US;
 /// The largest transport message (255 packets of 7 bytes).
 pub const MAX_TP_SIZE: usize = 1785;
+
+/// The most sessions followed at once; a bus of 254 nodes each talking to a
+/// handful of peers fits. Beyond it the oldest session is dropped.
+pub const MAX_SESSIONS: usize = 512;
 
 #[derive(Debug)]
 struct Session {
@@ -279,7 +418,10 @@ struct Session {
     packets: u8,
     next_seq: u8,
     bam: bool,
-    last_us: u64,
+    /// RTS/CTS: the last sequence number the current CTS allows; 0 before any CTS.
+    window_end: u8,
+    /// The session is dropped if its next frame comes later than this.
+    deadline_us: u64,
     data: Vec<u8>,
 }
 
@@ -315,18 +457,16 @@ impl Transport {
         Self::default()
     }
 
-    /// Drop sessions that went quiet for longer than their timeout.
+    /// Drop sessions whose next frame is overdue at `now_us`.
     pub fn expire(&mut self, now_us: u64) {
         let before = self.sessions.len();
-        self.sessions.retain(|s| {
-            let limit = if s.bam {
-                BAM_TIMEOUT_US
-            } else {
-                RTS_TIMEOUT_US
-            };
-            now_us.saturating_sub(s.last_us) <= limit
-        });
+        self.sessions.retain(|s| now_us <= s.deadline_us);
         self.stats.timed_out += (before - self.sessions.len()) as u64;
+    }
+
+    /// Sessions in progress.
+    pub fn open_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     fn find(&self, source: u8, destination: u8) -> Option<usize> {
@@ -339,7 +479,9 @@ impl Transport {
     pub fn push(&mut self, id: &J1939Id, frame: &CanFrame) -> Option<TpMessage> {
         let d = frame.payload();
         let now = frame.timestamp_us;
-        self.expire(now);
+        if !self.sessions.is_empty() {
+            self.expire(now);
+        }
         let dest = id.destination.unwrap_or(GLOBAL);
         if d.len() < 8 {
             self.stats.errors += 1;
@@ -347,88 +489,121 @@ impl Transport {
         }
         match id.pgn {
             PGN_TP_CM => {
-                let control = d[0];
-                match control {
-                    0x20 | 0x10 => {
-                        let size = usize::from(u16::from_le_bytes([d[1], d[2]]));
-                        let packets = d[3];
-                        let pgn = u32::from(d[5]) | u32::from(d[6]) << 8 | u32::from(d[7]) << 16;
-                        let bam = control == 0x20;
-                        if !(9..=MAX_TP_SIZE).contains(&size)
-                            || usize::from(packets) != size.div_ceil(7)
-                        {
-                            self.stats.errors += 1;
-                            return None;
-                        }
-                        if let Some(i) = self.find(id.source, dest) {
-                            // A new announcement replaces an unfinished session.
-                            self.sessions.swap_remove(i);
-                            self.stats.aborted += 1;
-                        }
-                        self.sessions.push(Session {
-                            source: id.source,
-                            destination: dest,
-                            pgn,
-                            size,
-                            packets,
-                            next_seq: 1,
-                            bam,
-                            last_us: now,
-                            data: Vec::with_capacity(usize::from(packets) * 7),
-                        });
-                    }
-                    0x11 => {
-                        // CTS from the receiver: the originator is our destination.
-                        if let Some(i) = self.find(dest, id.source) {
-                            let s = &mut self.sessions[i];
-                            s.last_us = now;
-                            if d[1] > 0 && d[2] >= 1 && d[2] <= s.next_seq {
-                                s.data.truncate((usize::from(d[2]) - 1) * 7);
-                                s.next_seq = d[2];
-                            }
-                        }
-                    }
-                    0xFF => {
-                        for (a, b) in [(id.source, dest), (dest, id.source)] {
-                            if let Some(i) = self.find(a, b) {
-                                self.sessions.swap_remove(i);
-                                self.stats.aborted += 1;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                self.control(id.source, dest, d, now);
                 None
             }
-            PGN_TP_DT => {
-                let Some(i) = self.find(id.source, dest) else {
-                    self.stats.errors += 1;
-                    return None;
-                };
-                let s = &mut self.sessions[i];
-                if d[0] != s.next_seq {
-                    self.sessions.swap_remove(i);
-                    self.stats.errors += 1;
-                    return None;
-                }
-                s.last_us = now;
-                s.data.extend_from_slice(&d[1..8]);
-                s.next_seq = s.next_seq.wrapping_add(1);
-                if d[0] < s.packets {
-                    return None;
-                }
-                let mut s = self.sessions.swap_remove(i);
-                s.data.truncate(s.size);
-                self.stats.completed += 1;
-                Some(TpMessage {
-                    pgn: s.pgn,
-                    source: s.source,
-                    destination: s.destination,
-                    data: s.data,
-                })
-            }
+            PGN_TP_DT => self.data(id.source, dest, d, now),
             _ => None,
         }
+    }
+
+    fn control(&mut self, source: u8, dest: u8, d: &[u8], now: u64) {
+        match d[0] {
+            0x20 | 0x10 => {
+                let size = usize::from(u16::from_le_bytes([d[1], d[2]]));
+                let packets = d[3];
+                let pgn = u32::from(d[5]) | u32::from(d[6]) << 8 | u32::from(d[7]) << 16;
+                let bam = d[0] == 0x20;
+                // BAM goes to everyone, RTS to one node.
+                if !(9..=MAX_TP_SIZE).contains(&size)
+                    || usize::from(packets) != size.div_ceil(7)
+                    || bam != (dest == GLOBAL)
+                {
+                    self.stats.errors += 1;
+                    return;
+                }
+                if let Some(i) = self.find(source, dest) {
+                    // A new announcement replaces an unfinished session.
+                    self.sessions.swap_remove(i);
+                    self.stats.aborted += 1;
+                }
+                if self.sessions.len() >= MAX_SESSIONS {
+                    self.sessions.remove(0);
+                    self.stats.aborted += 1;
+                }
+                self.sessions.push(Session {
+                    source,
+                    destination: dest,
+                    pgn,
+                    size,
+                    packets,
+                    next_seq: 1,
+                    bam,
+                    window_end: 0,
+                    deadline_us: now + if bam { timeout::T1_US } else { timeout::T3_US },
+                    data: Vec::with_capacity(usize::from(packets) * 7),
+                });
+            }
+            0x11 => {
+                // CTS from the receiver: the originator is our destination.
+                let Some(i) = self.find(dest, source) else {
+                    return;
+                };
+                let s = &mut self.sessions[i];
+                let (count, next) = (d[1], d[2]);
+                if count == 0 {
+                    // Hold: the receiver keeps the connection open.
+                    s.deadline_us = now + timeout::T4_US;
+                    return;
+                }
+                // The receiver may ask again for packets it already has.
+                if next == 0 || next > s.next_seq || next > s.packets {
+                    self.sessions.swap_remove(i);
+                    self.stats.errors += 1;
+                    return;
+                }
+                s.data.truncate((usize::from(next) - 1) * 7);
+                s.next_seq = next;
+                // Some receivers ask for more than is left; the message still ends
+                // at its last packet.
+                s.window_end = next.saturating_add(count - 1).min(s.packets);
+                s.deadline_us = now + timeout::T2_US;
+            }
+            0xFF => {
+                for (a, b) in [(source, dest), (dest, source)] {
+                    if let Some(i) = self.find(a, b) {
+                        self.sessions.swap_remove(i);
+                        self.stats.aborted += 1;
+                    }
+                }
+            }
+            // End of message acknowledgement: the message completed on its last packet.
+            _ => {}
+        }
+    }
+
+    fn data(&mut self, source: u8, dest: u8, d: &[u8], now: u64) -> Option<TpMessage> {
+        let Some(i) = self.find(source, dest) else {
+            self.stats.errors += 1;
+            return None;
+        };
+        let s = &mut self.sessions[i];
+        let in_window = s.bam || (s.window_end != 0 && d[0] <= s.window_end);
+        if d[0] != s.next_seq || !in_window {
+            self.sessions.swap_remove(i);
+            self.stats.errors += 1;
+            return None;
+        }
+        s.data.extend_from_slice(&d[1..8]);
+        s.next_seq = s.next_seq.wrapping_add(1);
+        if d[0] < s.packets {
+            s.deadline_us = now
+                + if s.bam || d[0] < s.window_end {
+                    timeout::T1_US
+                } else {
+                    timeout::T3_US
+                };
+            return None;
+        }
+        let mut s = self.sessions.swap_remove(i);
+        s.data.truncate(s.size);
+        self.stats.completed += 1;
+        Some(TpMessage {
+            pgn: s.pgn,
+            source: s.source,
+            destination: s.destination,
+            data: s.data,
+        })
     }
 }
 
@@ -437,6 +612,7 @@ impl Transport {
 pub enum Decoded {
     Spn {
         source: u8,
+        pgn: u32,
         reading: SpnReading,
     },
     Dm1 {
@@ -477,6 +653,7 @@ impl J1939Decoder {
                         decode_spns(m.pgn, &m.data, |reading| {
                             f(Decoded::Spn {
                                 source: m.source,
+                                pgn: m.pgn,
                                 reading,
                             })
                         });
@@ -489,6 +666,7 @@ impl J1939Decoder {
             pgn => decode_spns(pgn, frame.payload(), |reading| {
                 f(Decoded::Spn {
                     source: id.source,
+                    pgn,
                     reading,
                 })
             }),
