@@ -1,6 +1,12 @@
 //! The rules engine: one per vehicle. Decoded values in, events out; no I/O, no
 //! clock reads: every input carries its own monotonic time.
 
+use super::fuel::FuelDropDetector;
+use super::geofence::{Crossing, GeofenceSet, GeofenceTracker};
+use super::harsh::{HarshDetector, HarshEpisode, HarshKind};
+use super::meters::{Accepted, MeterGuard};
+use super::power::{PowerEvent, PowerMonitor};
+use super::speeding::{SpeedingEpisode, SpeedingTracker};
 use super::thinning::PositionThinner;
 use super::trip::{TripAccumulator, TripSample};
 use super::{IgnitionSource, RulesConfig, Sampler};
@@ -50,6 +56,22 @@ impl Signal {
         Signal::EngineLoadPct,
     ];
 
+    /// The signal an OBD-II mode 01 PID carries, in the units the decoder gives.
+    pub fn for_obd_pid(pid: u8) -> Option<Signal> {
+        Some(match pid {
+            0x0C => Signal::EngineSpeedRpm,
+            0x0D => Signal::WheelSpeedKmh,
+            0x05 => Signal::CoolantTempC,
+            0x2F => Signal::FuelLevelPct,
+            0x42 => Signal::BatteryV,
+            0x5E => Signal::FuelRateLph,
+            0x49 => Signal::AccelPedalPct,
+            0x04 => Signal::EngineLoadPct,
+            0xA6 => Signal::OdometerKm,
+            _ => return None,
+        })
+    }
+
     /// The key in a `signal` event's payload.
     pub fn name(self) -> &'static str {
         match self {
@@ -91,8 +113,49 @@ enum TripState {
 
 /// Wheel speed older than this is stale and GPS speed is used instead.
 const WHEEL_SPEED_FRESH_MS: u64 = 3_000;
-/// A sample never stands for more than this (a gap in the fixes is not driving).
-const MAX_SPAN_MS: u64 = 5_000;
+/// A sample never stands for more than this (a gap in the data is not driving;
+/// OBD adapters polling many PIDs report speed every few seconds).
+const MAX_SPAN_MS: u64 = 10_000;
+/// Without a fix this recent, wheel speed alone drives trips and idling.
+const FIX_FRESH_MS: u64 = 3_000;
+/// Engine speed in this range with the engine not running: the starter turns.
+const CRANKING_RPM: f64 = 50.0;
+
+/// Kinds the rules make besides those `fleet_protocol::event::kinds` names.
+pub mod rule_kinds {
+    use fleet_protocol::Kind;
+    pub const HARSH_ACCELERATION: Kind = Kind::known("harsh_acceleration");
+    pub const HARSH_BRAKING: Kind = Kind::known("harsh_braking");
+    pub const HARSH_CORNERING: Kind = Kind::known("harsh_cornering");
+    pub const SPEEDING: Kind = Kind::known("speeding");
+    pub const GEOFENCE_ENTER: Kind = Kind::known("geofence_enter");
+    pub const GEOFENCE_EXIT: Kind = Kind::known("geofence_exit");
+    pub const FUEL_DROP: Kind = Kind::known("fuel_drop");
+    pub const BATTERY_LOW: Kind = Kind::known("battery_low");
+    pub const CRANKING_WEAK: Kind = Kind::known("cranking_weak");
+    pub const ODOMETER: Kind = Kind::known("odometer");
+    pub const ENGINE_HOURS: Kind = Kind::known("engine_hours");
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn json_event(kind: Kind, priority: Priority, mono_ms: u64, data: Map<String, Value>) -> RuleEvent {
+    RuleEvent {
+        kind,
+        priority,
+        mono_ms,
+        data: EventData::Json(Value::Object(data)),
+    }
+}
+
+fn put_place(data: &mut Map<String, Value>, at: Option<(f64, f64)>) {
+    if let Some((lat, lon)) = at {
+        data.insert("lat".into(), json!(lat));
+        data.insert("lon".into(), json!(lon));
+    }
+}
 
 pub struct Engine {
     cfg: RulesConfig,
@@ -113,6 +176,23 @@ pub struct Engine {
     starting: Vec<TripSample>,
     idle_since: Option<u64>,
     dtcs: Vec<ActiveDtc>,
+    /// The usual interval between engine-speed readings.
+    rpm_period_ms: u64,
+    /// Ignition inferred from bus traffic, when nothing better is known.
+    bus_on: Option<bool>,
+    last_sample_ms: Option<u64>,
+    harsh: HarshDetector,
+    speeding: SpeedingTracker,
+    geofences: GeofenceTracker,
+    fuel: FuelDropDetector,
+    power: PowerMonitor,
+    odometer: MeterGuard,
+    engine_hours: MeterGuard,
+    fuel_total: MeterGuard,
+    meters_recorded_ms: Option<u64>,
+    meters_seen_ms: Option<u64>,
+    scratch_harsh: Vec<HarshEpisode>,
+    scratch_fences: Vec<Crossing>,
 }
 
 impl Engine {
@@ -136,7 +216,6 @@ impl Engine {
         .collect();
         Self {
             thinner: PositionThinner::new(cfg.positions.clone()),
-            cfg,
             samplers,
             latest: [None; SIGNALS],
             pending_signals: Map::new(),
@@ -152,7 +231,39 @@ impl Engine {
             starting: Vec::new(),
             idle_since: None,
             dtcs: Vec::new(),
+            rpm_period_ms: 0,
+            bus_on: None,
+            last_sample_ms: None,
+            harsh: HarshDetector::new(cfg.harsh.clone()),
+            speeding: SpeedingTracker::new(cfg.speeding.clone()),
+            geofences: GeofenceTracker::new(GeofenceSet::default(), cfg.geofences.hysteresis_m),
+            fuel: FuelDropDetector::new(cfg.fuel_drop.clone()),
+            power: PowerMonitor::new(cfg.battery.clone()),
+            odometer: MeterGuard::new(cfg.meters.max_speed_kmh, 0.2, cfg.meters.rebase_after),
+            engine_hours: MeterGuard::new(1.0, 0.1, cfg.meters.rebase_after),
+            fuel_total: MeterGuard::new(250.0, 1.0, cfg.meters.rebase_after),
+            meters_recorded_ms: None,
+            meters_seen_ms: None,
+            scratch_harsh: Vec::new(),
+            scratch_fences: Vec::new(),
+            cfg,
         }
+    }
+
+    /// The geofences to watch (read with [`GeofenceSet::load`]); replaces any
+    /// earlier set, and a vehicle inside one then makes no enter event.
+    pub fn set_geofences(&mut self, set: GeofenceSet) {
+        self.geofences = GeofenceTracker::new(set, self.cfg.geofences.hysteresis_m);
+    }
+
+    /// Readings of the lifetime counters ignored as glitches.
+    pub fn meter_glitches(&self) -> u64 {
+        self.odometer.rejected + self.engine_hours.rejected + self.fuel_total.rejected
+    }
+
+    /// GPS fixes the harsh-driving rules set aside as jumps.
+    pub fn rejected_fixes(&self) -> u64 {
+        self.harsh.rejected_fixes
     }
 
     pub fn ignition(&self) -> bool {
@@ -192,8 +303,33 @@ impl Engine {
         }
     }
 
+    fn place(&self) -> Option<(f64, f64)> {
+        self.last_fix.map(|(_, p)| (p.lat(), p.lon()))
+    }
+
     /// A decoded signal value.
     pub fn signal(&mut self, s: Signal, value: f64, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        if !value.is_finite() {
+            return;
+        }
+        // Lifetime counters pass their monotonic guard first; glitches go no further.
+        let guard = match s {
+            Signal::OdometerKm => Some(&mut self.odometer),
+            Signal::EngineHoursH => Some(&mut self.engine_hours),
+            Signal::FuelUsedL => Some(&mut self.fuel_total),
+            _ => None,
+        };
+        if let Some(guard) = guard {
+            match guard.offer(mono_ms, value) {
+                None => return,
+                Some(Accepted::Value(_)) => {}
+                Some(Accepted::Rebased { value, previous }) => {
+                    if s != Signal::FuelUsedL {
+                        self.meter_event(s, value, Some(previous), "rebased", mono_ms, out);
+                    }
+                }
+            }
+        }
         self.latest[s as usize] = Some((mono_ms, value));
         if self.samplers[s as usize].offer(mono_ms, value) {
             if self.pending_signals.is_empty() {
@@ -202,13 +338,77 @@ impl Engine {
             let rounded = (value * 1000.0).round() / 1000.0;
             self.pending_signals.insert(s.name().into(), json!(rounded));
         }
-        if s == Signal::EngineSpeedRpm {
-            self.last_rpm_ms = Some(mono_ms);
-            let on = value >= self.cfg.ignition.engine_on_rpm;
-            if on != self.engine_on {
-                self.engine_on = on;
-                self.update_ignition(mono_ms, out);
+        match s {
+            Signal::EngineSpeedRpm => self.engine_speed(value, mono_ms, out),
+            Signal::WheelSpeedKmh => {
+                let at = self.place();
+                self.harsh
+                    .wheel_speed(mono_ms, value, at, &mut self.scratch_harsh);
+                self.emit_harsh(out);
+                let no_fix = self
+                    .last_fix
+                    .is_none_or(|(t, _)| mono_ms.saturating_sub(t) > FIX_FRESH_MS);
+                let due = self
+                    .last_sample_ms
+                    .is_none_or(|t| mono_ms.saturating_sub(t) >= 1_000);
+                if no_fix && due {
+                    self.sample(mono_ms, None, out);
+                }
             }
+            Signal::FuelLevelPct => {
+                let stationary = !self.ignition || self.speed_kmh(mono_ms) < 2.0;
+                if let Some(d) = self.fuel.level(mono_ms, value, stationary) {
+                    let mut data = Map::new();
+                    data.insert("from_pct".into(), json!(round2(d.from_pct)));
+                    data.insert("to_pct".into(), json!(round2(d.to_pct)));
+                    data.insert("drop_pct".into(), json!(round2(d.drop_pct())));
+                    data.insert("from_mono_ms".into(), json!(d.from_ms));
+                    data.insert("ignition".into(), json!(self.ignition));
+                    put_place(&mut data, self.place());
+                    out.push(json_event(
+                        rule_kinds::FUEL_DROP,
+                        Priority::Critical,
+                        mono_ms,
+                        data,
+                    ));
+                }
+            }
+            Signal::BatteryV => {
+                let e = self.power.voltage(mono_ms, value, self.ignition);
+                self.emit_power(e, out);
+            }
+            Signal::OdometerKm | Signal::EngineHoursH => self.meters_if_due(mono_ms, out),
+            _ => {}
+        }
+    }
+
+    fn engine_speed(&mut self, rpm: f64, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        if let Some(last) = self.last_rpm_ms {
+            self.rpm_period_ms = mono_ms.saturating_sub(last).min(60_000);
+        }
+        self.last_rpm_ms = Some(mono_ms);
+        let on = rpm >= self.cfg.ignition.engine_on_rpm;
+        if !on && rpm >= CRANKING_RPM {
+            self.power.cranking(mono_ms);
+        }
+        if on && !self.engine_on {
+            let e = self.power.crank_over(mono_ms, true);
+            self.emit_power(e, out);
+        }
+        if on != self.engine_on {
+            self.engine_on = on;
+            self.update_ignition(mono_ms, out);
+        }
+    }
+
+    /// How busy the CAN bus is, frames per second over the last second or so.
+    /// With no ignition wire and no engine speed on the bus, this is what says
+    /// the ignition is on: ECUs only talk when powered.
+    pub fn bus_activity(&mut self, frames_per_s: f64, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        let on = frames_per_s >= self.cfg.ignition.bus_active_fps;
+        if self.bus_on != Some(on) {
+            self.bus_on = Some(on);
+            self.update_ignition(mono_ms, out);
         }
     }
 
@@ -219,17 +419,26 @@ impl Engine {
     }
 
     fn update_ignition(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
-        let from_engine = self.engine_on;
+        let inferred = if self.last_rpm_ms.is_some() {
+            self.engine_on
+        } else {
+            self.bus_on.unwrap_or(false)
+        };
         let on = match (self.cfg.ignition.source, self.wire) {
             (IgnitionSource::Wire, w) => w.unwrap_or(false),
             (IgnitionSource::Auto, Some(w)) => w,
-            (IgnitionSource::Auto, None) | (IgnitionSource::EngineSpeed, _) => from_engine,
+            (IgnitionSource::Auto, None) => inferred,
+            (IgnitionSource::EngineSpeed, _) => self.engine_on,
         };
         if on == self.ignition {
             return;
         }
         self.ignition = on;
         self.thinner.set_parked(!on);
+        if on && !self.engine_on {
+            // Key turned: the starter is about to turn.
+            self.power.cranking(mono_ms);
+        }
         if !on {
             self.end_idle(mono_ms, out);
             if self.cfg.trips.use_ignition && self.in_trip() {
@@ -240,10 +449,7 @@ impl Engine {
             }
         }
         let mut data = Map::new();
-        if let Some((_, p)) = self.last_fix {
-            data.insert("lat".into(), json!(p.lat()));
-            data.insert("lon".into(), json!(p.lon()));
-        }
+        put_place(&mut data, self.place());
         if !on {
             if let Some(v) = self.value(Signal::OdometerKm) {
                 data.insert("odometer_km".into(), json!(v));
@@ -252,16 +458,16 @@ impl Engine {
                 data.insert("engine_hours_h".into(), json!(v));
             }
         }
-        out.push(RuleEvent {
-            kind: if on {
+        out.push(json_event(
+            if on {
                 kinds::IGNITION_ON
             } else {
                 kinds::IGNITION_OFF
             },
-            priority: Priority::Critical,
+            Priority::Critical,
             mono_ms,
-            data: EventData::Json(Value::Object(data)),
-        });
+            data,
+        ));
     }
 
     /// A GNSS fix.
@@ -269,10 +475,27 @@ impl Engine {
         if pos.fix == 0 || pos.invalid_reason().is_some() {
             return;
         }
-        let span = self
-            .last_fix
-            .map_or(1_000, |(t, _)| mono_ms.saturating_sub(t).min(MAX_SPAN_MS));
-        self.last_fix = Some((mono_ms, pos));
+        self.harsh.fix(mono_ms, pos, &mut self.scratch_harsh);
+        self.emit_harsh(out);
+        self.geofences
+            .fix(mono_ms, pos.lat(), pos.lon(), &mut self.scratch_fences);
+        for c in self.scratch_fences.drain(..) {
+            let mut data = Map::new();
+            data.insert("geofence_id".into(), json!(c.id));
+            if let Some(name) = c.name {
+                data.insert("name".into(), json!(name));
+            }
+            if let Some(ms) = c.inside_ms {
+                data.insert("inside_s".into(), json!(ms as f64 / 1000.0));
+            }
+            put_place(&mut data, Some((pos.lat(), pos.lon())));
+            let kind = if c.entered {
+                rule_kinds::GEOFENCE_ENTER
+            } else {
+                rule_kinds::GEOFENCE_EXIT
+            };
+            out.push(json_event(kind, Priority::Normal, mono_ms, data));
+        }
         self.thinner.push(mono_ms, pos, &mut self.kept);
         for (t, p) in self.kept.drain(..) {
             out.push(RuleEvent {
@@ -282,14 +505,38 @@ impl Engine {
                 data: EventData::Position(p),
             });
         }
-        let kmh = self.speed_kmh(mono_ms);
+        self.sample(mono_ms, Some(pos), out);
+        self.last_fix = Some((mono_ms, pos));
+    }
+
+    /// One observation of the vehicle's motion: from a fix, or from wheel speed
+    /// when there is no GPS.
+    fn sample(&mut self, mono_ms: u64, pos: Option<Position>, out: &mut Vec<RuleEvent>) {
+        let span = self
+            .last_sample_ms
+            .map_or(1_000, |t| mono_ms.saturating_sub(t).min(MAX_SPAN_MS));
+        self.last_sample_ms = Some(mono_ms);
+        let kmh = match pos {
+            Some(p) => self
+                .fresh(Signal::WheelSpeedKmh, mono_ms, WHEEL_SPEED_FRESH_MS)
+                .or_else(|| p.speed_cms.map(|s| f64::from(s) * 0.036))
+                .unwrap_or(0.0),
+            None => self.speed_kmh(mono_ms),
+        };
+        let at = pos.map(|p| (p.lat(), p.lon())).or_else(|| self.place());
         let idle = self.engine_running() && kmh <= self.cfg.idle.max_speed_kmh;
+        if kmh > self.cfg.idle.max_speed_kmh {
+            self.fuel.moving();
+        }
+        if let Some(e) = self.speeding.speed(mono_ms, kmh, at) {
+            self.emit_speeding(e, out);
+        }
         let sample = TripSample {
             mono_ms,
             span_ms: span as u32,
             speed_cms: (kmh / 0.036).round() as u32,
-            lat_e7: Some(pos.lat_e7),
-            lon_e7: Some(pos.lon_e7),
+            lat_e7: pos.map(|p| p.lat_e7),
+            lon_e7: pos.map(|p| p.lon_e7),
             idle,
             odometer_m: self
                 .value(Signal::OdometerKm)
@@ -303,6 +550,142 @@ impl Engine {
         };
         self.update_trip(sample, kmh, out);
         self.update_idle(idle, mono_ms, out);
+    }
+
+    fn emit_harsh(&mut self, out: &mut Vec<RuleEvent>) {
+        let in_trip = self.in_trip();
+        for e in self.scratch_harsh.drain(..) {
+            let kind = match e.kind {
+                HarshKind::Acceleration => rule_kinds::HARSH_ACCELERATION,
+                HarshKind::Braking => rule_kinds::HARSH_BRAKING,
+                HarshKind::Cornering => rule_kinds::HARSH_CORNERING,
+            };
+            let mut data = Map::new();
+            data.insert("peak_mps2".into(), json!(round2(e.peak_mps2)));
+            data.insert("duration_s".into(), json!(e.duration_s()));
+            data.insert("speed_kmh".into(), json!(round2(e.speed_kmh)));
+            data.insert("source".into(), json!(e.source));
+            data.insert("start_mono_ms".into(), json!(e.start_ms));
+            put_place(&mut data, e.at);
+            if in_trip {
+                self.acc.add_event();
+            }
+            out.push(json_event(kind, Priority::Normal, e.end_ms, data));
+        }
+    }
+
+    fn emit_speeding(&mut self, e: SpeedingEpisode, out: &mut Vec<RuleEvent>) {
+        let mut data = Map::new();
+        data.insert("limit_kmh".into(), json!(e.limit_kmh));
+        data.insert("max_speed_kmh".into(), json!(round2(e.max_speed_kmh)));
+        data.insert("mean_speed_kmh".into(), json!(round2(e.mean_speed_kmh)));
+        data.insert("duration_s".into(), json!(e.duration_s()));
+        data.insert("start_mono_ms".into(), json!(e.start_ms));
+        put_place(&mut data, e.start_at);
+        if let Some((lat, lon)) = e.max_at {
+            data.insert("max_lat".into(), json!(lat));
+            data.insert("max_lon".into(), json!(lon));
+        }
+        if self.in_trip() {
+            self.acc.add_event();
+        }
+        out.push(json_event(
+            rule_kinds::SPEEDING,
+            Priority::Normal,
+            e.end_ms,
+            data,
+        ));
+    }
+
+    fn emit_power(&mut self, e: Option<PowerEvent>, out: &mut Vec<RuleEvent>) {
+        let Some(e) = e else { return };
+        let mut data = Map::new();
+        let (kind, at) = match e {
+            PowerEvent::Low {
+                since_ms,
+                at_ms,
+                min_v,
+                threshold_v,
+            } => {
+                data.insert("voltage_v".into(), json!(round2(min_v)));
+                data.insert("threshold_v".into(), json!(round2(threshold_v)));
+                data.insert(
+                    "duration_s".into(),
+                    json!((at_ms - since_ms) as f64 / 1000.0),
+                );
+                (rule_kinds::BATTERY_LOW, at_ms)
+            }
+            PowerEvent::CrankingWeak {
+                start_ms,
+                end_ms,
+                min_v,
+                threshold_v,
+                started,
+            } => {
+                data.insert("min_voltage_v".into(), json!(round2(min_v)));
+                data.insert("threshold_v".into(), json!(round2(threshold_v)));
+                data.insert(
+                    "duration_s".into(),
+                    json!(end_ms.saturating_sub(start_ms) as f64 / 1000.0),
+                );
+                data.insert("started".into(), json!(started));
+                (rule_kinds::CRANKING_WEAK, end_ms)
+            }
+        };
+        put_place(&mut data, self.place());
+        out.push(json_event(kind, Priority::Normal, at, data));
+    }
+
+    fn meter_event(
+        &mut self,
+        s: Signal,
+        value: f64,
+        previous: Option<f64>,
+        reason: &str,
+        mono_ms: u64,
+        out: &mut Vec<RuleEvent>,
+    ) {
+        let (kind, key) = match s {
+            Signal::OdometerKm => (rule_kinds::ODOMETER, "odometer_km"),
+            Signal::EngineHoursH => (rule_kinds::ENGINE_HOURS, "engine_hours_h"),
+            _ => return,
+        };
+        let mut data = Map::new();
+        data.insert(key.into(), json!((value * 1000.0).round() / 1000.0));
+        data.insert("reason".into(), json!(reason));
+        if let Some(p) = previous {
+            data.insert("previous".into(), json!(p));
+        }
+        out.push(json_event(kind, Priority::Normal, mono_ms, data));
+    }
+
+    /// Record both meters (trip end, and at least every `every_h`).
+    fn record_meters(&mut self, reason: &str, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        let mut any = false;
+        for s in [Signal::OdometerKm, Signal::EngineHoursH] {
+            if let Some(v) = self.value(s) {
+                self.meter_event(s, v, None, reason, mono_ms, out);
+                any = true;
+            }
+        }
+        if any {
+            self.meters_recorded_ms = Some(mono_ms);
+        }
+    }
+
+    fn meters_if_due(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        let every_ms = (self.cfg.meters.every_h * 3_600_000.0) as u64;
+        let due = self
+            .meters_recorded_ms
+            .is_none_or(|t| mono_ms.saturating_sub(t) >= every_ms);
+        // Both meters usually arrive within a second; wait a little for the second.
+        let seen = *self.meters_seen_ms.get_or_insert(mono_ms);
+        let both_or_late = self.value(Signal::OdometerKm).is_some()
+            && self.value(Signal::EngineHoursH).is_some()
+            || mono_ms >= seen + 5_000;
+        if due && both_or_late {
+            self.record_meters("periodic", mono_ms, out);
+        }
     }
 
     fn update_trip(&mut self, sample: TripSample, kmh: f64, out: &mut Vec<RuleEvent>) {
@@ -367,19 +750,31 @@ impl Engine {
         });
     }
 
+    /// Episodes still open belong to the trip that is ending.
+    fn close_episodes(&mut self, out: &mut Vec<RuleEvent>) {
+        self.harsh.close_all(&mut self.scratch_harsh);
+        self.emit_harsh(out);
+        if let Some(e) = self.speeding.close() {
+            self.emit_speeding(e, out);
+        }
+    }
+
     fn end_trip(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
+        self.close_episodes(out);
         self.trip = TripState::Parked;
         if self.acc.is_empty() {
             return;
         }
         let summary = self.acc.summary();
         self.acc = TripAccumulator::default();
+        let end_ms = mono_ms.max(summary.end_mono_ms);
         out.push(RuleEvent {
             kind: kinds::TRIP_END,
             priority: Priority::Critical,
-            mono_ms: mono_ms.max(summary.end_mono_ms),
+            mono_ms: end_ms,
             data: EventData::Json(serde_json::to_value(&summary).unwrap_or_default()),
         });
+        self.record_meters("trip_end", end_ms, out);
     }
 
     fn update_idle(&mut self, idle: bool, mono_ms: u64, out: &mut Vec<RuleEvent>) {
@@ -445,13 +840,16 @@ impl Engine {
     /// Time passes: timers that need no new input (engine silence, signal flush).
     pub fn tick(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
         if let Some(t) = self.last_rpm_ms {
-            let silent =
-                mono_ms.saturating_sub(t) as f64 / 1000.0 >= self.cfg.ignition.silence_off_s;
-            if silent && self.engine_on {
+            // A slowly polled adapter is not silent between its polls.
+            let silence_ms =
+                ((self.cfg.ignition.silence_off_s * 1000.0) as u64).max(3 * self.rpm_period_ms);
+            if self.engine_on && mono_ms.saturating_sub(t) >= silence_ms {
                 self.engine_on = false;
                 self.update_ignition(t, out);
             }
         }
+        let e = self.power.tick(mono_ms);
+        self.emit_power(e, out);
         if !self.pending_signals.is_empty() {
             out.push(RuleEvent {
                 kind: kinds::SIGNAL,
@@ -477,6 +875,8 @@ impl Engine {
         self.end_idle(mono_ms, out);
         if self.in_trip() {
             self.end_trip(mono_ms, out);
+        } else {
+            self.close_episodes(out);
         }
     }
 }
@@ -559,10 +959,20 @@ mod tests {
             vec![
                 "ignition_on",
                 "idle",
+                "odometer",
                 "trip_start",
                 "trip_end",
+                "odometer",
                 "ignition_off"
-            ]
+            ],
+            "the odometer is recorded when first read and at the trip's end"
+        );
+        assert_eq!(
+            out.iter()
+                .filter(|e| e.kind == rule_kinds::ODOMETER)
+                .map(|e| e.data.to_json()["reason"].clone())
+                .collect::<Vec<_>>(),
+            vec![json!("periodic"), json!("trip_end")]
         );
         let end = out
             .iter()

@@ -3,19 +3,28 @@
 //! different events, and every trip summary names the version that made it.
 
 pub mod engine;
+pub mod fuel;
+pub mod geofence;
+pub mod harsh;
+pub mod meters;
+pub mod power;
 pub mod sampling;
+pub mod speeding;
 pub mod thinning;
 pub mod trip;
 
 use serde::{Deserialize, Serialize};
 
 pub use engine::{ActiveDtc, Engine, RuleEvent, Signal};
+pub use geofence::{Geofence, GeofenceError, GeofenceSet};
 pub use sampling::{Sampler, SamplingPolicy};
 pub use thinning::PositionThinner;
 pub use trip::{TripAccumulator, TripSample, TripSummary};
 
 /// Bumped whenever the same input would produce different events.
-pub const RULES_VERSION: u32 = 2;
+/// 3: harsh driving, speeding, geofences, fuel drops, battery and cranking,
+/// meter readings; ignition from bus activity; trips from wheel speed alone.
+pub const RULES_VERSION: u32 = 3;
 
 /// The `[rules]` section of the agent config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +35,12 @@ pub struct RulesConfig {
     pub idle: IdleRules,
     pub ignition: IgnitionRules,
     pub signals: SignalRules,
+    pub harsh: HarshRules,
+    pub speeding: SpeedingRules,
+    pub geofences: GeofenceRules,
+    pub fuel_drop: FuelDropRules,
+    pub battery: BatteryRules,
+    pub meters: MeterRules,
 }
 
 /// `[rules.positions]`: GPS curve thinning.
@@ -115,8 +130,12 @@ pub struct IgnitionRules {
     pub source: IgnitionSource,
     /// Engine speed above which the engine counts as running.
     pub engine_on_rpm: f64,
-    /// Without engine-speed frames for this long, the engine counts as off.
+    /// Without engine-speed readings for this long (or three of their usual
+    /// intervals, for slowly polled OBD adapters), the engine counts as off.
     pub silence_off_s: f64,
+    /// With no wire and no engine speed on the bus, a bus busier than this many
+    /// frames per second counts as ignition on (ECUs only talk when powered).
+    pub bus_active_fps: f64,
 }
 
 impl Default for IgnitionRules {
@@ -125,6 +144,158 @@ impl Default for IgnitionRules {
             source: IgnitionSource::Auto,
             engine_on_rpm: 300.0,
             silence_off_s: 5.0,
+            bus_active_fps: 5.0,
+        }
+    }
+}
+
+/// `[rules.harsh]`: harsh acceleration, braking and cornering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HarshRules {
+    /// Forward acceleration above this is harsh, m/s².
+    pub acceleration_mps2: f64,
+    /// Deceleration above this is harsh, m/s² (a positive number).
+    pub braking_mps2: f64,
+    /// Sideways acceleration above this is harsh, m/s².
+    pub cornering_mps2: f64,
+    /// An episode must stay above its threshold this long to count.
+    pub min_duration_s: f64,
+    /// An episode ends once the value falls below this share of the threshold.
+    pub release_ratio: f64,
+    /// GPS speed changes faster than this are receiver glitches, not driving.
+    pub max_plausible_mps2: f64,
+    /// Below this speed the GPS course is too noisy to turn into a yaw rate, m/s.
+    pub cornering_min_speed_mps: f64,
+}
+
+impl Default for HarshRules {
+    fn default() -> Self {
+        Self {
+            acceleration_mps2: 3.0,
+            braking_mps2: 3.5,
+            cornering_mps2: 4.0,
+            // Two 1 Hz fixes in a row: one fix alone is too easily noise.
+            min_duration_s: 1.5,
+            release_ratio: 0.7,
+            max_plausible_mps2: 12.0,
+            cornering_min_speed_mps: 5.0,
+        }
+    }
+}
+
+/// `[rules.speeding]`: one event per episode above a configured limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeedingRules {
+    /// 0 turns speeding events off.
+    pub limit_kmh: f64,
+    /// An episode starts above `limit_kmh + tolerance_kmh`...
+    pub tolerance_kmh: f64,
+    /// ...and lasts until the speed is back under `limit_kmh + tolerance_kmh - hysteresis_kmh`.
+    pub hysteresis_kmh: f64,
+    /// Shorter episodes (overtaking, a speedometer blip) are not reported.
+    pub min_duration_s: f64,
+}
+
+impl Default for SpeedingRules {
+    fn default() -> Self {
+        Self {
+            limit_kmh: 90.0,
+            tolerance_kmh: 5.0,
+            hysteresis_kmh: 5.0,
+            min_duration_s: 10.0,
+        }
+    }
+}
+
+/// `[rules.geofences]`: polygons from a local GeoJSON file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeofenceRules {
+    /// A GeoJSON FeatureCollection of Polygon and MultiPolygon features.
+    pub file: Option<std::path::PathBuf>,
+    /// A vehicle counts as inside only this far past the border, and as outside
+    /// only this far beyond it, so GPS noise along a fence makes no events, m.
+    pub hysteresis_m: f64,
+}
+
+impl Default for GeofenceRules {
+    fn default() -> Self {
+        Self {
+            file: None,
+            hysteresis_m: 15.0,
+        }
+    }
+}
+
+/// `[rules.fuel_drop]`: fuel level falling while the vehicle stands (theft).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FuelDropRules {
+    /// A drop of more than this many percent of the tank...
+    pub drop_pct: f64,
+    /// ...within this many minutes, while stationary, is an event.
+    pub within_min: f64,
+    /// Level readings are smoothed with a median over this window against slosh.
+    pub smoothing_s: f64,
+}
+
+impl Default for FuelDropRules {
+    fn default() -> Self {
+        Self {
+            drop_pct: 5.0,
+            within_min: 30.0,
+            smoothing_s: 60.0,
+        }
+    }
+}
+
+/// `[rules.battery]`: thresholds for a 12 V system; a 24 V system (detected from
+/// its first readings) uses twice these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatteryRules {
+    /// With the ignition off, below this...
+    pub low_v: f64,
+    /// ...for this long is a low-battery event.
+    pub low_after_s: f64,
+    /// Re-armed once the voltage is back above `low_v + recover_v`.
+    pub recover_v: f64,
+    /// The lowest voltage while the starter turns below this is weak cranking.
+    pub cranking_weak_v: f64,
+}
+
+impl Default for BatteryRules {
+    fn default() -> Self {
+        Self {
+            low_v: 11.8,
+            low_after_s: 300.0,
+            recover_v: 0.4,
+            cranking_weak_v: 9.6,
+        }
+    }
+}
+
+/// `[rules.meters]`: odometer and engine-hours readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeterRules {
+    /// Besides every trip end, record the meters at least this often.
+    pub every_h: f64,
+    /// Faster than this, an odometer step is a glitch, km/h.
+    pub max_speed_kmh: f64,
+    /// A reading that goes backwards or jumps is ignored, unless this many
+    /// consecutive readings agree with it (a replaced or reset ECU).
+    pub rebase_after: u32,
+}
+
+impl Default for MeterRules {
+    fn default() -> Self {
+        Self {
+            every_h: 24.0,
+            max_speed_kmh: 200.0,
+            rebase_after: 10,
         }
     }
 }

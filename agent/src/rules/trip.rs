@@ -40,6 +40,7 @@ pub struct TripAccumulator {
     odometer_m: Option<(u64, u64)>,
     fuel_total_ml: Option<(u64, u64)>,
     fuel_rate_ml: u64,
+    events: u32,
 }
 
 fn widen(range: Option<(u64, u64)>, v: u64) -> Option<(u64, u64)> {
@@ -67,6 +68,10 @@ pub struct TripSummary {
     pub max_speed_kmh: f64,
     pub start: Option<PlaceSummary>,
     pub end: Option<PlaceSummary>,
+    /// The vehicle's odometer at the end of the trip, when the bus reports it.
+    pub odometer_end_km: Option<f64>,
+    /// Harsh-driving and speeding events during the trip.
+    pub driving_events: u32,
 }
 
 /// Below this much fuel-counter movement (its resolution is 0.5 L), the
@@ -96,6 +101,11 @@ impl TripAccumulator {
         if let Some(r) = s.fuel_rate_mlph {
             self.fuel_rate_ml += u64::from(r) * u64::from(s.span_ms) / 3_600_000;
         }
+    }
+
+    /// A harsh-driving or speeding event happened during the trip.
+    pub fn add_event(&mut self) {
+        self.events += 1;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -133,6 +143,8 @@ impl TripAccumulator {
             max_speed_kmh: f64::from(self.max_speed_cms) * 0.036,
             start: place(self.start),
             end: place(self.end),
+            odometer_end_km: self.odometer_m.map(|(_, hi)| hi as f64 / 1000.0),
+            driving_events: self.events,
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod j1939;
 pub mod nmea;
 pub mod road;
+pub mod script;
 
 use crate::can::CanFrame;
 use j1939::Dtc;
