@@ -92,6 +92,11 @@ impl Processor {
         &self.engine
     }
 
+    /// The geofences the rules watch, replacing those named in the config.
+    pub fn set_geofences(&mut self, set: crate::rules::GeofenceSet) {
+        self.engine.set_geofences(set);
+    }
+
     /// A CAN frame received at `mono_ms`.
     pub fn on_can(&mut self, frame: &CanFrame, mono_ms: u64, out: &mut Vec<RuleEvent>) {
         self.can_frames += 1;

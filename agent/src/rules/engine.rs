@@ -214,7 +214,7 @@ impl Engine {
         .into_iter()
         .map(|p| Sampler::new(p.clone()))
         .collect();
-        Self {
+        let mut engine = Self {
             thinner: PositionThinner::new(cfg.positions.clone()),
             samplers,
             latest: [None; SIGNALS],
@@ -247,6 +247,22 @@ impl Engine {
             scratch_harsh: Vec::new(),
             scratch_fences: Vec::new(),
             cfg,
+        };
+        engine.load_geofences();
+        engine
+    }
+
+    /// Watch the geofences of the file the config names. The one read a rules
+    /// engine does, at its start; `fleet-agent validate` has parsed the file
+    /// already, so a failure here means it changed since, and the vehicle runs
+    /// on without fences rather than not at all.
+    fn load_geofences(&mut self) {
+        let Some(path) = self.cfg.geofences.file.clone() else {
+            return;
+        };
+        match GeofenceSet::load(&path) {
+            Ok(set) => self.set_geofences(set),
+            Err(e) => tracing::error!(file = %path.display(), "geofences not loaded: {e}"),
         }
     }
 

@@ -39,7 +39,9 @@ pub struct TripAccumulator {
     max_speed_cms: u32,
     odometer_m: Option<(u64, u64)>,
     fuel_total_ml: Option<(u64, u64)>,
-    fuel_rate_ml: u64,
+    /// Microlitres: per-sample millilitres would round an idling engine's
+    /// two millilitres a second down by half.
+    fuel_rate_ul: u64,
     events: u32,
 }
 
@@ -99,7 +101,7 @@ impl TripAccumulator {
             self.fuel_total_ml = widen(self.fuel_total_ml, f);
         }
         if let Some(r) = s.fuel_rate_mlph {
-            self.fuel_rate_ml += u64::from(r) * u64::from(s.span_ms) / 3_600_000;
+            self.fuel_rate_ul += u64::from(r) * u64::from(s.span_ms) / 3_600;
         }
     }
 
@@ -121,7 +123,9 @@ impl TripAccumulator {
         };
         let fuel_used_l = match self.fuel_total_ml {
             Some((lo, hi)) if hi - lo >= FUEL_COUNTER_MIN_ML => Some((hi - lo) as f64 / 1000.0),
-            _ if self.fuel_rate_ml > 0 => Some(self.fuel_rate_ml as f64 / 1000.0),
+            _ if self.fuel_rate_ul > 0 => {
+                Some((self.fuel_rate_ul as f64 / 1000.0).round() / 1000.0)
+            }
             _ => None,
         };
         let place = |p: Option<Place>| {
