@@ -262,6 +262,7 @@ impl AgentConfig {
                 errs.push(format!("sync.{name} must be at least 1"));
             }
         }
+        errs.extend(self.sources.problems());
         if let Some(e) = &self.enrollment {
             if let Err(err) = crate::sync::client::check_server_url(&e.server_url) {
                 errs.push(format!("enrollment.server_url: {err}"));
