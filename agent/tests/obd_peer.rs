@@ -2,7 +2,8 @@
 //! (`elm327-emulator` from PyPI, serving a pseudo-terminal): RPM, speed, coolant
 //! temperature, MAF, throttle, fuel level, DTCs and VIN must agree.
 //!
-//! Skipped, with a message, when python3 or either package is missing; `tests/run`
+//! Skipped, with a message, when python3 or either package is missing (a failure
+//! under `CI=true`); `tests/run`
 //! installs them from `tests/requirements.txt` and sets `FLEET_TEST_PYTHON`.
 
 use std::io::Write;
@@ -53,6 +54,10 @@ fn python() -> Option<String> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    assert!(
+        ok || std::env::var("CI").as_deref() != Ok("true"),
+        "python-OBD or elm327-emulator is missing under CI=true: tests/run installs tests/requirements.txt"
+    );
     ok.then_some(py)
 }
 

@@ -1,7 +1,16 @@
-//! NMEA 0183 sentences from any talker (GP, GN, GL, GA, BD, ...): RMC, GGA, VTG,
-//! GSA, GSV and ZDA, checksum validated; and [`FixAssembler`], which merges the
-//! sentences of one epoch into one fix. Bad sentences are errors the caller counts
-//! and skips; nothing here is fatal and nothing allocates.
+//! NMEA 0183 sentences from any talker (GP, GN, GL, GA, GB/BD, GQ, GI, NMEA 4.11
+//! system and signal ids): RMC, GGA, GLL, VTG, GSA, GSV and ZDA, checksum validated;
+//! and [`FixAssembler`], which merges the sentences of one epoch into one fix and,
+//! for the offline decoder, into gpsd-style [`Report`]s (TPV and SKY). Bad
+//! sentences are errors the caller counts and skips; nothing here is fatal and
+//! nothing allocates per sentence.
+//!
+//! Checksums follow gpsd: a sentence whose `*hh` does not match is rejected, and a
+//! sentence with no `*hh` at all is accepted (gpsd 3.22 does the same; some
+//! receivers never send one) and counted in [`FixAssembler::unchecked`]. A line
+//! holding two sentences run into each other (a lost line end) is split at each
+//! `$`: a cut-off head is accepted only if it still ends with a matching checksum,
+//! and the sentence after the cut is read on its own, as gpsd's lexer resyncs.
 
 use std::str::Split;
 
@@ -18,8 +27,8 @@ pub enum NmeaError {
     TooLong,
     #[error("sentence is not printable ASCII")]
     NotAscii,
-    #[error("no checksum")]
-    NoChecksum,
+    #[error("sentence cut off by the next one (no checksum before the '$')")]
+    Spliced,
     #[error("checksum mismatch: computed {computed:02X}, sentence says {stated}")]
     BadChecksum { computed: u8, stated: String },
     #[error("bad address field")]
@@ -85,6 +94,8 @@ pub struct Rmc {
     pub speed_mps: Option<f64>,
     pub course_deg: Option<f64>,
     pub date: Option<Date>,
+    /// NMEA 2.3+ mode indicator (`A` autonomous, `D` differential, `N` none...).
+    pub faa_mode: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,6 +133,12 @@ pub struct Gsa {
     pub pdop: Option<f64>,
     pub hdop: Option<f64>,
     pub vdop: Option<f64>,
+    /// GNSS system of the listed satellites (NMEA 4.11 system id, else from the
+    /// talker): 1 GPS, 2 GLONASS, 3 Galileo, 4 BeiDou, 5 QZSS, 6 NavIC; `None`
+    /// for a `GN` talker without a system id.
+    pub system: Option<u8>,
+    /// Satellite ids used in the fix, `0` where a slot is empty.
+    pub prns: [u16; 12],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,6 +146,37 @@ pub struct Gsv {
     pub messages: u8,
     pub number: u8,
     pub in_view: u8,
+    /// As [`Gsa::system`].
+    pub system: Option<u8>,
+    /// NMEA 4.11 signal id (which frequency band the list is for).
+    pub signal: Option<u8>,
+}
+
+/// The GNSS system a talker id stands for (`GN`, combined, is none).
+pub fn talker_system(talker: &str) -> Option<u8> {
+    Some(match talker {
+        "GP" => 1,
+        "GL" => 2,
+        "GA" => 3,
+        "GB" | "BD" => 4,
+        "GQ" => 5,
+        "GI" => 6,
+        _ => return None,
+    })
+}
+
+/// The system of a satellite id in the NMEA 2.x/4.10 numbering, for `GN` lists
+/// that do not say: 1-64 GPS and SBAS, 65-96 GLONASS, 193-202 QZSS, 201-235
+/// or 401-437 BeiDou, 301-336 Galileo.
+fn prn_system(prn: u16) -> u8 {
+    match prn {
+        65..=96 => 2,
+        301..=336 => 3,
+        401..=437 => 4,
+        193..=200 => 5,
+        201..=235 => 4,
+        _ => 1,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,8 +208,21 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Whether a sentence carried a checksum (a wrong one is an error, not a kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Valid,
+    /// No `*hh`: accepted, as gpsd does.
+    Missing,
+}
+
 /// Check framing and checksum; return the body between `$` and `*`.
 pub fn validate(line: &str) -> Result<&str, NmeaError> {
+    validate_sentence(line).map(|(body, _)| body)
+}
+
+/// Check framing and checksum; return the body and whether it was checksummed.
+pub fn validate_sentence(line: &str) -> Result<(&str, Checksum), NmeaError> {
     let line = line.trim_end_matches(['\r', '\n', '\0', ' ']);
     let line = line.trim_start_matches(['\0', ' ']);
     let rest = line.strip_prefix('$').ok_or(NmeaError::NoStart)?;
@@ -171,7 +232,12 @@ pub fn validate(line: &str) -> Result<&str, NmeaError> {
     if !rest.bytes().all(|b| (0x20..0x7F).contains(&b)) {
         return Err(NmeaError::NotAscii);
     }
-    let (body, sum) = rest.rsplit_once('*').ok_or(NmeaError::NoChecksum)?;
+    let Some((body, sum)) = rest.rsplit_once('*') else {
+        if rest.contains('$') {
+            return Err(NmeaError::Spliced);
+        }
+        return Ok((rest, Checksum::Missing));
+    };
     let computed = body.bytes().fold(0u8, |a, b| a ^ b);
     let stated = sum.as_bytes();
     let ok = stated.len() == 2
@@ -184,12 +250,32 @@ pub fn validate(line: &str) -> Result<&str, NmeaError> {
     }
     // A second '$' means two sentences were spliced together.
     if body.contains('$') {
-        return Err(NmeaError::BadChecksum {
-            computed,
-            stated: sum.into(),
-        });
+        return Err(NmeaError::Spliced);
     }
-    Ok(body)
+    Ok((body, Checksum::Valid))
+}
+
+/// The candidate sentences of one received line: normally the line itself; when
+/// a line end was lost, one piece per `$`, each with whether the line ended it
+/// (`false`: the next `$` cut it off). Leading noise before the first `$` is a
+/// piece of its own when it is more than NULs and blanks.
+pub fn pieces(line: &str) -> impl Iterator<Item = (&str, bool)> {
+    let mut rest = line;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let next = rest[1..].find('$').map(|i| i + 1);
+        let (piece, after) = match next {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        rest = after;
+        if piece.trim_matches(['\0', ' ', '\r', '\n']).is_empty() {
+            continue;
+        }
+        return Some((piece, after.is_empty()));
+    })
 }
 
 struct Fields<'a> {
@@ -324,7 +410,16 @@ fn parse_date6(s: &str) -> Option<Date> {
 
 /// Decode one line. `Err` means a bad sentence, to be counted and skipped.
 pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
-    let body = validate(line)?;
+    parse_sentence(line).map(|(s, _)| s)
+}
+
+/// Decode one line, also saying whether it carried a checksum.
+pub fn parse_sentence(line: &str) -> Result<(Sentence<'_>, Checksum), NmeaError> {
+    let (body, checksum) = validate_sentence(line)?;
+    decode_body(body).map(|s| (s, checksum))
+}
+
+fn decode_body(body: &str) -> Result<Sentence<'_>, NmeaError> {
     let (address, rest) = body.split_once(',').unwrap_or((body, ""));
     if address.starts_with('P') {
         return Ok(Sentence::Other(address));
@@ -336,7 +431,7 @@ pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
     {
         return Err(NmeaError::BadAddress);
     }
-    let kind = &address[2..];
+    let (talker, kind) = address.split_at(2);
     let name: &'static str = match kind {
         "RMC" => "RMC",
         "GGA" => "GGA",
@@ -367,10 +462,11 @@ pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
             // A garbage date (e.g. "2208-1" after a week rollover) gives no date,
             // not a bad sentence: the position is still good.
             let date = parse_date6(f.next());
-            // NMEA 2.3+ mode indicator: N means no fix whatever the status says.
             let _magvar = f.next();
             let _magvar_dir = f.next();
-            let valid = valid && f.next() != "N";
+            // NMEA 2.3+ mode indicator: N means no fix whatever the status says.
+            let faa_mode = f.next().bytes().next();
+            let valid = valid && faa_mode != Some(b'N');
             Sentence::Rmc(Rmc {
                 time,
                 valid,
@@ -379,6 +475,7 @@ pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
                 speed_mps,
                 course_deg,
                 date,
+                faa_mode,
             })
         }
         "GGA" => {
@@ -428,20 +525,27 @@ pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
             let _auto = f.next();
             let mode = f.u8()?.unwrap_or(1);
             let mut sats_used = 0u8;
-            for _ in 0..12 {
-                if !f.next().is_empty() {
+            let mut prns = [0u16; 12];
+            for slot in &mut prns {
+                let s = f.next();
+                if !s.is_empty() {
+                    *slot = s.parse().map_err(|_| f.err())?;
                     sats_used += 1;
                 }
             }
             let pdop = f.f64()?;
             let hdop = f.f64()?;
             let vdop = f.f64()?;
+            // NMEA 4.11 adds the system id; older sentences end here.
+            let system = f.u8().ok().flatten().or(talker_system(talker));
             Sentence::Gsa(Gsa {
                 mode,
                 sats_used,
                 pdop,
                 hdop,
                 vdop,
+                system,
+                prns,
             })
         }
         "GSV" => {
@@ -451,10 +555,30 @@ pub fn parse(line: &str) -> Result<Sentence<'_>, NmeaError> {
             if number == 0 || number > messages {
                 return Err(f.err());
             }
+            // Up to four satellites of four fields each, then (NMEA 4.11) the
+            // signal id: a count that leaves one field over says it is there.
+            let fields = rest.split(',').count();
+            let signal = if fields > 3 && (fields - 3) % 4 == 1 {
+                rest.rsplit(',')
+                    .next()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())
+            } else {
+                None
+            };
+            if fields < 3 || (fields - 3) % 4 > 1 {
+                // A satellite cut short: the malformed GSV with a good checksum
+                // that the cold-boot log carries.
+                return Err(NmeaError::BadField {
+                    sentence: "GSV",
+                    field: fields,
+                });
+            }
             Sentence::Gsv(Gsv {
                 messages,
                 number,
                 in_view,
+                system: talker_system(talker),
+                signal,
             })
         }
         _ => {
@@ -493,6 +617,138 @@ pub struct Fix {
     pub quality: u8,
 }
 
+/// gpsd's fix modes (TPV `mode`).
+pub mod mode {
+    pub const NO_FIX: u8 = 1;
+    pub const FIX_2D: u8 = 2;
+    pub const FIX_3D: u8 = 3;
+}
+
+/// gpsd's fix status (TPV `status`), printed only when it is not a plain fix.
+pub mod status {
+    pub const NO_FIX: u8 = 0;
+    pub const FIX: u8 = 1;
+    pub const DGPS: u8 = 2;
+    pub const RTK_FIX: u8 = 3;
+    pub const RTK_FLOAT: u8 = 4;
+    pub const DEAD_RECKONING: u8 = 5;
+    pub const TIME: u8 = 7;
+    pub const SIMULATED: u8 = 8;
+}
+
+/// Time, position and velocity of one epoch, as gpsd's TPV report has them.
+/// Position, altitude and speed are only present with a fix (`mode` 2 or 3);
+/// a void RMC still gives the time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tpv {
+    pub time_of_day: Option<TimeOfDay>,
+    /// UTC Unix milliseconds, when a date is known.
+    pub utc_ms: Option<i64>,
+    /// [`mode`]: 1 no fix, 2 2D, 3 3D.
+    pub mode: u8,
+    /// [`status`]: DGPS, RTK and the like.
+    pub status: u8,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// Altitude above mean sea level, metres (3D fixes only).
+    pub alt_msl_m: Option<f64>,
+    pub speed_mps: Option<f64>,
+    pub track_deg: Option<f64>,
+}
+
+/// Dilution of precision and satellite counts of one epoch (gpsd's SKY).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sky {
+    pub time_of_day: Option<TimeOfDay>,
+    pub utc_ms: Option<i64>,
+    pub hdop: Option<f64>,
+    pub pdop: Option<f64>,
+    pub vdop: Option<f64>,
+    /// Satellites used in the fix, counted once across all GSAs of the epoch.
+    pub used: Option<u16>,
+    /// Satellites in view, summed over the systems' GSV lists.
+    pub in_view: Option<u16>,
+}
+
+/// One item the offline decoder prints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Report {
+    Tpv(Tpv),
+    Sky(Sky),
+}
+
+/// Satellites used across the GSAs of one epoch, kept without allocating.
+const MAX_USED: usize = 64;
+/// (system, signal) GSV lists of one epoch.
+const MAX_GSV_LISTS: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct SkyEpoch {
+    gsa: Option<Gsa>,
+    used: [(u8, u16); MAX_USED],
+    n_used: usize,
+    gsv: [(u8, u8, u8); MAX_GSV_LISTS],
+    n_gsv: usize,
+}
+
+impl Default for SkyEpoch {
+    fn default() -> Self {
+        Self {
+            gsa: None,
+            used: [(0, 0); MAX_USED],
+            n_used: 0,
+            gsv: [(0, 0, 0); MAX_GSV_LISTS],
+            n_gsv: 0,
+        }
+    }
+}
+
+impl SkyEpoch {
+    fn is_empty(&self) -> bool {
+        self.gsa.is_none() && self.n_gsv == 0
+    }
+
+    fn add_gsa(&mut self, g: Gsa) {
+        for prn in g.prns.into_iter().filter(|p| *p != 0) {
+            let key = (g.system.unwrap_or_else(|| prn_system(prn)), prn);
+            if !self.used[..self.n_used].contains(&key) && self.n_used < MAX_USED {
+                self.used[self.n_used] = key;
+                self.n_used += 1;
+            }
+        }
+        self.gsa = Some(g);
+    }
+
+    fn add_gsv(&mut self, g: Gsv) {
+        if g.number != 1 {
+            return;
+        }
+        let (system, signal) = (g.system.unwrap_or(0), g.signal.unwrap_or(0));
+        let lists = &mut self.gsv[..self.n_gsv];
+        if let Some(l) = lists.iter_mut().find(|l| (l.0, l.1) == (system, signal)) {
+            l.2 = g.in_view;
+        } else if self.n_gsv < MAX_GSV_LISTS {
+            self.gsv[self.n_gsv] = (system, signal, g.in_view);
+            self.n_gsv += 1;
+        }
+    }
+
+    /// The same satellites are listed once per signal band: a system's count is
+    /// its largest list.
+    fn in_view(&self) -> u16 {
+        let lists = &self.gsv[..self.n_gsv];
+        let mut total = 0u16;
+        for (i, l) in lists.iter().enumerate() {
+            if lists[..i].iter().any(|m| m.0 == l.0) {
+                continue;
+            }
+            let most = lists.iter().filter(|m| m.0 == l.0).map(|m| m.2).max();
+            total += u16::from(most.unwrap_or(0));
+        }
+        total
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Epoch {
     time: Option<TimeOfDay>,
@@ -500,12 +756,19 @@ struct Epoch {
     gga: Option<Gga>,
     gll: Option<Gll>,
     vtg: Option<Vtg>,
+    zda_date: Option<Date>,
+    sky: SkyEpoch,
     flushed: bool,
 }
 
 /// Merges the sentences of one epoch (same UTC time) into one [`Fix`]. A fix is
 /// emitted as soon as the epoch has both RMC and GGA, or when the next epoch
 /// begins, so receivers that send only one of them still give fixes.
+///
+/// The same assembler also gives gpsd-style reports ([`FixAssembler::push_line_reports`]):
+/// one TPV per epoch, with or without a fix, and one SKY per epoch that had GSA or
+/// GSV, both once the epoch is over (the next epoch's first sentence, or
+/// [`FixAssembler::finish_reports`]), so that the epoch's GSA decides the mode.
 #[derive(Debug, Default, Clone)]
 pub struct FixAssembler {
     epoch: Epoch,
@@ -518,6 +781,8 @@ pub struct FixAssembler {
     pub bad: u64,
     /// Well-formed sentences of types not used here.
     pub ignored: u64,
+    /// Sentences accepted without a checksum (gpsd accepts them too).
+    pub unchecked: u64,
 }
 
 impl FixAssembler {
@@ -530,12 +795,45 @@ impl FixAssembler {
         self.date
     }
 
-    /// Feed one line; returns a fix when one is complete.
+    /// Feed one line; returns a fix when one is complete. A line holding two
+    /// spliced sentences that would both complete a fix returns the later one.
     pub fn push_line(&mut self, line: &str) -> Option<Fix> {
-        match parse(line) {
-            Ok(s) => {
+        let mut fix = None;
+        for (piece, ended) in pieces(line) {
+            if let Some(s) = self.accept(piece, ended) {
+                fix = self.push_inner(s, &mut |_| {}).or(fix);
+            }
+        }
+        fix
+    }
+
+    /// Feed one line, handing each finished report to `emit`.
+    pub fn push_line_reports(&mut self, line: &str, emit: &mut dyn FnMut(Report)) {
+        for (piece, ended) in pieces(line) {
+            if let Some(s) = self.accept(piece, ended) {
+                self.push_inner(s, emit);
+            }
+        }
+    }
+
+    /// End of input: report the epoch still open.
+    pub fn finish_reports(&mut self, emit: &mut dyn FnMut(Report)) {
+        self.report_epoch(emit);
+        self.epoch = Epoch::default();
+    }
+
+    fn accept<'a>(&mut self, piece: &'a str, ended: bool) -> Option<Sentence<'a>> {
+        match parse_sentence(piece) {
+            Ok((_, Checksum::Missing)) if !ended => {
+                self.bad += 1;
+                None
+            }
+            Ok((s, checksum)) => {
                 self.sentences += 1;
-                self.push(s)
+                if checksum == Checksum::Missing {
+                    self.unchecked += 1;
+                }
+                Some(s)
             }
             Err(_) => {
                 self.bad += 1;
@@ -545,6 +843,10 @@ impl FixAssembler {
     }
 
     pub fn push(&mut self, s: Sentence<'_>) -> Option<Fix> {
+        self.push_inner(s, &mut |_| {})
+    }
+
+    fn push_inner(&mut self, s: Sentence<'_>, emit: &mut dyn FnMut(Report)) -> Option<Fix> {
         let time = match s {
             Sentence::Rmc(r) => r.time,
             Sentence::Gga(g) => g.time,
@@ -552,30 +854,50 @@ impl FixAssembler {
             Sentence::Zda(z) => {
                 if z.date.is_some() {
                     self.date = z.date;
+                    if z.time.is_some() && z.time == self.epoch.time {
+                        self.epoch.zda_date = z.date;
+                    }
                 }
                 return None;
             }
             Sentence::Gsa(g) => {
                 self.gsa_mode = Some(g.mode);
                 self.gsa_hdop = g.hdop;
+                self.epoch.sky.add_gsa(g);
                 return None;
             }
             Sentence::Vtg(v) => {
                 self.epoch.vtg = Some(v);
                 return None;
             }
-            Sentence::Gsv(_) => return None,
+            Sentence::Gsv(g) => {
+                self.epoch.sky.add_gsv(g);
+                return None;
+            }
             Sentence::Other(_) => {
                 self.ignored += 1;
                 return None;
             }
         };
-        let time = time?;
+        let Some(time) = time else {
+            // No time, so no epoch to join; gpsd still reports what it says.
+            if matches!(s, Sentence::Rmc(_) | Sentence::Gga(_)) {
+                emit(Report::Tpv(untimed_tpv(s)));
+            }
+            return None;
+        };
         let mut out = None;
         if self.epoch.time != Some(time) {
             out = self.flush();
+            self.report_epoch(emit);
+            // GSA and GSV before the first timed sentence belong to it.
+            let sky = match self.epoch.time {
+                None => self.epoch.sky,
+                Some(_) => SkyEpoch::default(),
+            };
             self.epoch = Epoch {
                 time: Some(time),
+                sky,
                 ..Epoch::default()
             };
         }
@@ -597,13 +919,8 @@ impl FixAssembler {
         out
     }
 
-    /// Emit what the current epoch holds, if it has a position.
-    pub fn flush(&mut self) -> Option<Fix> {
-        if self.epoch.flushed {
-            return None;
-        }
-        let time = self.epoch.time?;
-        self.epoch.flushed = true;
+    /// The epoch's position: GGA's if it has a fix, else a valid RMC's or GLL's.
+    fn epoch_position(&self) -> Option<(f64, f64)> {
         let (rmc, gga) = (self.epoch.rmc, self.epoch.gga);
         let rmc_pos = rmc.filter(|r| r.valid).and_then(|r| Some((r.lat?, r.lon?)));
         let gga_pos = gga
@@ -614,10 +931,29 @@ impl FixAssembler {
             .gll
             .filter(|g| g.valid)
             .and_then(|g| Some((g.lat?, g.lon?)));
+        gga_pos.or(rmc_pos).or(gll_pos)
+    }
+
+    fn epoch_utc_ms(&self, time: TimeOfDay) -> Option<i64> {
+        let rmc_date = self.epoch.rmc.and_then(|r| r.date);
+        rmc_date
+            .or(self.epoch.zda_date)
+            .or(self.date)
+            .map(|d| d.unix_ms(time))
+    }
+
+    /// Emit what the current epoch holds, if it has a position.
+    pub fn flush(&mut self) -> Option<Fix> {
+        if self.epoch.flushed {
+            return None;
+        }
+        let time = self.epoch.time?;
+        self.epoch.flushed = true;
+        let (rmc, gga) = (self.epoch.rmc, self.epoch.gga);
         if rmc.is_some_and(|r| !r.valid) && gga.is_none() {
             return None;
         }
-        let (lat, lon) = gga_pos.or(rmc_pos).or(gll_pos)?;
+        let (lat, lon) = self.epoch_position()?;
         let alt_m = gga
             .and_then(|g| g.alt_m)
             .filter(|_| self.gsa_mode != Some(2));
@@ -629,10 +965,7 @@ impl FixAssembler {
         let vtg = self.epoch.vtg;
         Some(Fix {
             time_of_day: time,
-            utc_ms: rmc
-                .and_then(|r| r.date)
-                .or(self.date)
-                .map(|d| d.unix_ms(time)),
+            utc_ms: self.epoch_utc_ms(time),
             lat,
             lon,
             alt_m,
@@ -647,6 +980,102 @@ impl FixAssembler {
             quality,
         })
     }
+
+    /// The finished epoch as gpsd reports it: its TPV, then its SKY.
+    fn report_epoch(&self, emit: &mut dyn FnMut(Report)) {
+        let Some(time) = self.epoch.time else {
+            return;
+        };
+        let utc_ms = self.epoch_utc_ms(time);
+        emit(Report::Tpv(self.epoch_tpv(time, utc_ms)));
+        let sky = &self.epoch.sky;
+        if !sky.is_empty() {
+            let gsa = sky.gsa;
+            emit(Report::Sky(Sky {
+                time_of_day: Some(time),
+                utc_ms,
+                hdop: gsa.and_then(|g| g.hdop),
+                pdop: gsa.and_then(|g| g.pdop),
+                vdop: gsa.and_then(|g| g.vdop),
+                used: gsa.map(|_| sky.n_used as u16),
+                in_view: (sky.n_gsv > 0).then(|| sky.in_view()),
+            }));
+        }
+    }
+
+    fn epoch_tpv(&self, time: TimeOfDay, utc_ms: Option<i64>) -> Tpv {
+        let (rmc, gga, vtg) = (self.epoch.rmc, self.epoch.gga, self.epoch.vtg);
+        let mut tpv = Tpv {
+            time_of_day: Some(time),
+            utc_ms,
+            mode: mode::NO_FIX,
+            status: status::NO_FIX,
+            lat: None,
+            lon: None,
+            alt_msl_m: None,
+            speed_mps: None,
+            track_deg: None,
+        };
+        // A void RMC or a GGA without a fix outvotes the other sentences.
+        let void = rmc.is_some_and(|r| !r.valid) || gga.is_some_and(|g| g.quality == 0);
+        let Some((lat, lon)) = self.epoch_position().filter(|_| !void) else {
+            return tpv;
+        };
+        let alt = gga.and_then(|g| g.alt_m);
+        // The epoch's GSA, else the last one: gpsd keeps the mode GSA last said.
+        tpv.mode = match self.epoch.sky.gsa.map(|g| g.mode).or(self.gsa_mode) {
+            Some(m @ (mode::FIX_2D | mode::FIX_3D)) => m,
+            _ if alt.is_some() => mode::FIX_3D,
+            _ => mode::FIX_2D,
+        };
+        tpv.status = match (gga.map(|g| g.quality), rmc.and_then(|r| r.faa_mode)) {
+            (Some(2), _) | (None, Some(b'D')) => status::DGPS,
+            (Some(4), _) | (None, Some(b'R')) => status::RTK_FIX,
+            (Some(5), _) | (None, Some(b'F')) => status::RTK_FLOAT,
+            (Some(6), _) | (None, Some(b'E')) => status::DEAD_RECKONING,
+            (Some(7), _) | (None, Some(b'M')) => status::TIME,
+            (Some(8), _) | (None, Some(b'S')) => status::SIMULATED,
+            _ => status::FIX,
+        };
+        tpv.lat = Some(lat);
+        tpv.lon = Some(lon);
+        tpv.alt_msl_m = alt.filter(|_| tpv.mode == mode::FIX_3D);
+        tpv.speed_mps = rmc
+            .and_then(|r| r.speed_mps)
+            .or(vtg.and_then(|v| v.speed_mps));
+        tpv.track_deg = rmc
+            .and_then(|r| r.course_deg)
+            .or(vtg.and_then(|v| v.course_deg));
+        tpv
+    }
+}
+
+/// A TPV for an RMC or GGA with no time: a position only if it has a fix.
+fn untimed_tpv(s: Sentence<'_>) -> Tpv {
+    let mut tpv = Tpv {
+        time_of_day: None,
+        utc_ms: None,
+        mode: mode::NO_FIX,
+        status: status::NO_FIX,
+        lat: None,
+        lon: None,
+        alt_msl_m: None,
+        speed_mps: None,
+        track_deg: None,
+    };
+    let pos = match s {
+        Sentence::Rmc(r) if r.valid => r.lat.zip(r.lon),
+        Sentence::Gga(g) if g.quality > 0 => g.lat.zip(g.lon),
+        _ => None,
+    };
+    if let Some((lat, lon)) = pos {
+        (tpv.lat, tpv.lon) = (Some(lat), Some(lon));
+        (tpv.mode, tpv.status) = (mode::FIX_2D, status::FIX);
+        if let Sentence::Rmc(r) = s {
+            (tpv.speed_mps, tpv.track_deg) = (r.speed_mps, r.course_deg);
+        }
+    }
+    tpv
 }
 
 #[cfg(test)]
@@ -785,7 +1214,10 @@ mod tests {
     #[test]
     fn rejects_bad_framing_and_fields() {
         assert_eq!(parse("GPRMC,1*00"), Err(NmeaError::NoStart));
-        assert_eq!(parse("$GPRMC,083723.00,A"), Err(NmeaError::NoChecksum));
+        assert_eq!(
+            parse("$GPRMC,083723.00,A,5155.55442,N$GPGGA,1"),
+            Err(NmeaError::Spliced)
+        );
         assert!(matches!(
             parse("$GPGGA,1*00"),
             Err(NmeaError::BadChecksum { .. })
@@ -827,7 +1259,9 @@ mod tests {
                 sats_used: 6,
                 pdop: Some(3.33),
                 hdop: Some(2.51),
-                vdop: Some(2.20)
+                vdop: Some(2.20),
+                system: Some(1),
+                prns: [27, 15, 9, 28, 18, 8, 0, 0, 0, 0, 0, 0],
             })
         );
         let line = hal_sentence("GPZDA,201530.00,04,07,2002,00,00");
@@ -843,6 +1277,101 @@ mod tests {
                 })
             })
         );
+    }
+
+    #[test]
+    fn sentence_without_checksum_is_accepted_like_gpsd_and_counted() {
+        let line = "$GPRMC,083723.00,A,5155.55442,N,00434.65873,E,0.2,,210810,,,A";
+        assert!(matches!(
+            parse_sentence(line),
+            Ok((Sentence::Rmc(Rmc { valid: true, .. }), Checksum::Missing))
+        ));
+        let mut asm = FixAssembler::new();
+        asm.push_line(line);
+        assert_eq!((asm.sentences, asm.unchecked, asm.bad), (1, 1, 0));
+        // A wrong checksum is still a bad sentence.
+        asm.push_line(&format!("{line}*00"));
+        assert_eq!(asm.bad, 1);
+    }
+
+    #[test]
+    fn spliced_line_resyncs_on_the_second_dollar() {
+        let mut asm = FixAssembler::new();
+        let mut tpv = Vec::new();
+        // Cold-boot log line 40: a whole GSA run into a whole RMC.
+        asm.push_line_reports(
+            "$GPGSA,A,1,,,,,,,,,,,,,,,*1E$GPRMC,235949.00,V,0000.0000,N,00000.0000,E,,,161206,,,N*44\r",
+            &mut |r| tpv.push(r),
+        );
+        assert_eq!((asm.sentences, asm.bad), (2, 0));
+        asm.finish_reports(&mut |r| tpv.push(r));
+        assert!(matches!(
+            tpv[0],
+            Report::Tpv(Tpv {
+                mode: mode::NO_FIX,
+                utc_ms: Some(_),
+                lat: None,
+                ..
+            })
+        ));
+        // Triton line 19: a GGA cut off after its time, then a whole GLL. The
+        // head has no checksum, so it is a fragment, not a sentence.
+        let mut asm = FixAssembler::new();
+        asm.push_line("$GPGGA,030130$GPGLL,2638.1728,N,08011.3893,W,030131.000,A,A*41");
+        assert_eq!((asm.sentences, asm.bad), (1, 1));
+        let fix = asm.flush().expect("GLL gives a fix");
+        assert!((fix.lat - 26.636213).abs() < 1e-6, "{}", fix.lat);
+    }
+
+    #[test]
+    fn nmea_4_11_system_and_signal_ids_are_read() {
+        let Ok(Sentence::Gsa(g)) = parse("$GNGSA,A,3,69,76,78,85,,,,,,,,,1.2,0.9,0.9,2*3D") else {
+            panic!("GSA")
+        };
+        assert_eq!((g.system, g.sats_used, g.prns[3]), (Some(2), 4, 85));
+        let Ok(Sentence::Gsv(v)) = parse("$GAGSV,1,1,03,07,23,126,,12,,,,24,19,329,,7*76") else {
+            panic!("GSV")
+        };
+        assert_eq!((v.system, v.signal, v.in_view), (Some(3), Some(7), 3));
+        let Ok(Sentence::Gsv(v)) =
+            parse("$GPGSV,3,3,12,15,27,056,,21,02,265,,26,07,203,,30,09,343,,1*69")
+        else {
+            panic!("GSV")
+        };
+        assert_eq!((v.system, v.signal), (Some(1), Some(1)));
+        // Before 4.11 there is no signal id.
+        let Ok(Sentence::Gsv(v)) =
+            parse("$GPGSV,3,1,12,20,76,058,40,11,73,252,,06,41,274,,14,41,185,*7D")
+        else {
+            panic!("GSV")
+        };
+        assert_eq!(v.signal, None);
+    }
+
+    #[test]
+    fn gsv_with_a_satellite_cut_short_is_bad_despite_its_checksum() {
+        assert!(matches!(
+            parse("$GPGSV,3,3,12,2,40,16,00,090,*72"),
+            Err(NmeaError::BadField {
+                sentence: "GSV",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn beidou_qzss_and_navic_talkers_map_to_their_systems() {
+        for (talker, system) in [("GB", 4), ("BD", 4), ("GQ", 5), ("GI", 6), ("GA", 3)] {
+            let s = hal_sentence(&format!("{talker}GSA,A,3,05,07,,,,,,,,,,,2.0,1.0,1.7"));
+            let Ok(Sentence::Gsa(g)) = parse(&s) else {
+                panic!("{s}")
+            };
+            assert_eq!(g.system, Some(system), "{talker}");
+            let s = hal_sentence(&format!(
+                "{talker}RMC,083723.00,A,5155.55442,N,00434.65873,E,0.2,,210810,,,A"
+            ));
+            assert!(matches!(parse(&s), Ok(Sentence::Rmc(_))), "{s}");
+        }
     }
 
     /// Every dated TPV that gpsd reported with a position, we report too, with the

@@ -4,6 +4,7 @@
 
 pub mod candump;
 pub mod j1939;
+pub mod nmea;
 pub mod obd;
 
 use clap::{Args, Subcommand};
@@ -20,6 +21,11 @@ pub struct DecodeArgs {
 pub enum DecodeCommand {
     /// An ELM327 transcript (commands and the adapter's replies) to JSON lines.
     Obd {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// An NMEA 0183 log to gpsd-style TPV and SKY JSON lines.
+    Nmea {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -53,6 +59,21 @@ pub async fn run(args: DecodeArgs) -> anyhow::Result<()> {
                 summary.exchanges,
                 summary.items,
                 summary.errors
+            );
+        }
+        DecodeCommand::Nmea { file } => {
+            let s = nmea::decode_nmea_file(&file, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "{}: {} sentences ({} without checksum), {} bad, {} ignored; {} TPV ({} with a fix), {} SKY",
+                file.display(),
+                s.sentences,
+                s.unchecked,
+                s.bad,
+                s.ignored,
+                s.tpv,
+                s.fixes,
+                s.sky
             );
         }
         DecodeCommand::Candump { file, dbc } => {
