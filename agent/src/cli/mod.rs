@@ -1,5 +1,6 @@
 //! The `fleet-agent` command line.
 
+mod can;
 pub mod decode;
 mod enroll;
 mod events;
@@ -40,6 +41,8 @@ pub enum Command {
     Obd(obd::ObdArgs),
     /// Decode a capture offline and print one JSON object per line.
     Decode(decode::DecodeArgs),
+    /// Record a CAN bus to a candump log, or play a log onto a bus.
+    Can(can::CanArgs),
 }
 
 /// Parse the command line and run it.
@@ -75,6 +78,10 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Decode(args) => {
             init_logging("warn", LogFormat::Text);
             decode::run(args).await
+        }
+        Command::Can(args) => {
+            init_logging("warn", LogFormat::Text);
+            can::run(args).await
         }
     }
 }
