@@ -140,6 +140,20 @@ impl TimeAnchor {
     }
 }
 
+/// No device wall clock reading before this can be true: 2025-01-01T00:00:00Z,
+/// before any fleet-edge device ran. A device knows better (its build date).
+pub const EARLIEST_PLAUSIBLE_WALL_MS: i64 = 1_735_689_600_000;
+/// A wall clock this far ahead of the time its event was received is wrong.
+pub const MAX_WALL_AHEAD_MS: i64 = 24 * 3_600_000;
+
+/// Whether a device's wall-clock estimate can be taken at face value when
+/// nothing better (an anchor) is known: not before [`EARLIEST_PLAUSIBLE_WALL_MS`]
+/// and not more than a day after `received_ms`.
+pub fn wall_plausible(wall_ms: i64, received_ms: i64) -> bool {
+    wall_ms >= EARLIEST_PLAUSIBLE_WALL_MS
+        && wall_ms <= received_ms.saturating_add(MAX_WALL_AHEAD_MS)
+}
+
 /// A GNSS fix, in integer units chosen so the batch codec can delta-code them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {

@@ -25,11 +25,20 @@ pub fn is_better(candidate: &TimeAnchor, current: Option<&TimeAnchor>) -> bool {
     }
 }
 
-/// The stored time of an event and where it came from.
-pub fn event_time(time: &EventTime, anchor: Option<&TimeAnchor>) -> (i64, &'static str) {
+/// The stored time of an event and where it came from. Without an anchor the
+/// device's wall clock is all there is: `device`, or `device_implausible` when it
+/// reads before any device existed or more than a day after `received_ms`.
+pub fn event_time(
+    time: &EventTime,
+    anchor: Option<&TimeAnchor>,
+    received_ms: i64,
+) -> (i64, &'static str) {
     match anchor {
         Some(a) => (a.rebase(time.mono_ms), a.source.as_str()),
-        None => (time.wall_ms, "device"),
+        None if fleet_protocol::event::wall_plausible(time.wall_ms, received_ms) => {
+            (time.wall_ms, "device")
+        }
+        None => (time.wall_ms, "device_implausible"),
     }
 }
 
@@ -81,8 +90,33 @@ mod tests {
             wall_ms: 42,
             hlc: Hlc::default(),
         };
-        assert_eq!(event_time(&t, None), (42, "device"));
+        let now = 1_760_000_000_000;
+        let t = EventTime {
+            wall_ms: now - 60_000,
+            ..t
+        };
+        assert_eq!(event_time(&t, None, now), (now - 60_000, "device"));
         let a = anchor(TimeSource::Gps, 5, 5_000, 1_700_000_000_000);
-        assert_eq!(event_time(&t, Some(&a)), (1_700_000_002_000, "gps"));
+        assert_eq!(event_time(&t, Some(&a), now), (1_700_000_002_000, "gps"));
+    }
+
+    #[test]
+    fn an_anchorless_wall_clock_from_1970_or_days_ahead_is_flagged_not_trusted() {
+        let now = 1_760_000_000_000;
+        let at = |wall_ms| EventTime {
+            boot_id: BootId::default(),
+            mono_ms: 7_000,
+            wall_ms,
+            hlc: Hlc::default(),
+        };
+        assert_eq!(event_time(&at(42), None, now), (42, "device_implausible"));
+        let ahead = now + 2 * 86_400_000;
+        assert_eq!(
+            event_time(&at(ahead), None, now),
+            (ahead, "device_implausible")
+        );
+        assert_eq!(event_time(&at(now + 3_600_000), None, now).1, "device");
+        let a = anchor(TimeSource::Server, 5, 5_000, now);
+        assert_eq!(event_time(&at(42), Some(&a), now), (now + 2_000, "server"));
     }
 }

@@ -110,7 +110,8 @@ pub struct StoredEvent {
     pub kind: String,
     pub priority: fleet_protocol::Priority,
     pub time_ms: i64,
-    /// "gps", "ntp", "server" when rebased on an anchor, else "device".
+    /// "gps", "ntp", "server" when rebased on an anchor, else "device", or
+    /// "device_implausible" for a wall clock that cannot be right.
     pub time_source: String,
     pub boot_id: String,
     pub mono_ms: u64,

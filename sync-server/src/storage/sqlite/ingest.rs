@@ -78,7 +78,7 @@ pub(super) fn ingest(
         let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
         for e in &batch.events {
             let anchor = cached_anchor(&tx, &mut anchors, t, d, e.time.boot_id)?;
-            let (time_ms, source) = event_time(&e.time, anchor.as_ref());
+            let (time_ms, source) = event_time(&e.time, anchor.as_ref(), now_ms);
             let data = data_text(&e.data)?;
             let n = insert
                 .execute(params![
@@ -151,6 +151,7 @@ pub(super) fn ingest(
             d,
             e,
             anchors.get(&e.time.boot_id).copied().flatten().as_ref(),
+            now_ms,
         )?;
     }
 
@@ -343,11 +344,12 @@ fn store_last_position(
     d: &[u8],
     e: &Event,
     anchor: Option<&TimeAnchor>,
+    received_ms: i64,
 ) -> Result<(), StorageError> {
     let EventData::Position(p) = &e.data else {
         return Ok(());
     };
-    let (time_ms, source) = event_time(&e.time, anchor);
+    let (time_ms, source) = event_time(&e.time, anchor, received_ms);
     tx.prepare_cached(
         "INSERT INTO vehicle_positions (tenant_id, device_id, seq, boot_id, mono_ms, time_ms, time_source, lat_e7, lon_e7, speed_cms, heading_cdeg)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
