@@ -263,6 +263,7 @@ impl AgentConfig {
             }
         }
         errs.extend(self.sources.problems());
+        errs.extend(self.rules.problems());
         if let Some(e) = &self.enrollment {
             if let Err(err) = crate::sync::client::check_server_url(&e.server_url) {
                 errs.push(format!("enrollment.server_url: {err}"));

@@ -6,19 +6,35 @@
 //! Baseline, measured in the same run: the same fixes as the NMEA a plain tracker
 //! forwards (RMC + GGA per fix), compressed with zstd at the same level.
 //!
+//! Then the whole vehicle: an hour of highway and an hour of city driving by a
+//! simulated truck (`fleet_hal::sim`), its J1939 frames, NMEA sentences and
+//! ignition line run through the real decoders and rules with the default
+//! policies, and everything the rules keep (positions, signal samples, trips,
+//! idling, harsh driving, meters, faults) encoded the same way. Target: under
+//! 20 KB per vehicle-hour. Baseline in the same run: the same drive's fixes as
+//! RMC + GGA compressed with zstd, what a plain tracker would forward.
+//!
 //! `cargo bench -p fleet-tests --bench wire_bytes`
 
+use fleet_agent::pipeline::Processor;
+use fleet_agent::rules::{RuleEvent, RulesConfig};
 use fleet_agent::sync::SyncOptions;
+use fleet_hal::sim::script::{Manoeuvre, ScriptStart, ScriptedVehicle};
+use fleet_hal::sim::{FramePeriods, RoadNetwork, SimOutput, Vehicle, VehicleSpec, ROTTERDAM};
 use fleet_protocol::event::kinds;
 use fleet_protocol::{
     encode_batch, BatchHeader, BootId, Event, EventData, EventTime, Hlc, Priority, TimeAnchor,
     TimeSource,
 };
 use fleet_tests::drive::{distance_m, drive, Fix};
+use rand::SeedableRng;
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use uuid::Uuid;
 
 const TARGET_BYTES_PER_POSITION: f64 = 12.0;
+const TARGET_BYTES_PER_VEHICLE_HOUR: f64 = 20.0 * 1024.0;
 const SECONDS: u32 = 3_600;
 /// Wall clock = monotonic + this (the device booted with a sane clock).
 const WALL_OFFSET_MS: i64 = 1_717_000_000_000;
@@ -126,6 +142,235 @@ fn nmea(fixes: &[Fix]) -> String {
     out
 }
 
+/// What a vehicle's hardware produced, in time order per source.
+trait Hardware {
+    fn advance_to(&mut self, t_ms: u64, wall_offset_ms: i64, out: &mut Vec<SimOutput>);
+}
+
+impl Hardware for Vehicle {
+    fn advance_to(&mut self, t_ms: u64, wall_offset_ms: i64, out: &mut Vec<SimOutput>) {
+        Vehicle::advance_to(self, t_ms, wall_offset_ms, out);
+    }
+}
+
+impl Hardware for ScriptedVehicle {
+    fn advance_to(&mut self, t_ms: u64, wall_offset_ms: i64, out: &mut Vec<SimOutput>) {
+        ScriptedVehicle::advance_to(self, t_ms, wall_offset_ms, out);
+    }
+}
+
+/// An hour on a motorway: start, join at 85 km/h, long gentle curves, slowing
+/// for traffic now and then, and a short stop at the end.
+fn highway_script() -> Vec<Manoeuvre> {
+    let kmh = |v: f64| v / 3.6;
+    let mut s = vec![
+        Manoeuvre::Start {
+            secs: 1.2,
+            battery_v: 21.0,
+        },
+        Manoeuvre::Hold { secs: 60.0 },
+        Manoeuvre::Speed {
+            to_mps: kmh(85.0),
+            rate_mps2: 0.6,
+        },
+    ];
+    for i in 0..6 {
+        let bend = if i % 2 == 0 { 18.0 } else { -25.0 };
+        s.extend([
+            Manoeuvre::Hold { secs: 240.0 },
+            Manoeuvre::Turn {
+                deg: bend,
+                deg_per_s: 0.4,
+            },
+            Manoeuvre::Hold { secs: 120.0 },
+            Manoeuvre::Speed {
+                to_mps: kmh(60.0),
+                rate_mps2: 0.5,
+            },
+            Manoeuvre::Hold { secs: 45.0 },
+            Manoeuvre::Speed {
+                to_mps: kmh(85.0),
+                rate_mps2: 0.4,
+            },
+            Manoeuvre::Turn {
+                deg: -bend / 2.0,
+                deg_per_s: 0.3,
+            },
+        ]);
+    }
+    s.extend([
+        Manoeuvre::Speed {
+            to_mps: 0.0,
+            rate_mps2: 0.8,
+        },
+        Manoeuvre::Hold { secs: 60.0 },
+        Manoeuvre::Park {
+            secs: 3_600.0,
+            drain_l: 0.0,
+            battery_v: 24.6,
+        },
+    ]);
+    s
+}
+
+struct VehicleHour {
+    name: &'static str,
+    events: Vec<RuleEvent>,
+    /// The fixes as the receiver printed them (RMC and GGA lines).
+    nmea: String,
+    km: f64,
+    frames: u64,
+}
+
+fn run_vehicle(name: &'static str, hw: &mut dyn Hardware, seconds: u64) -> VehicleHour {
+    let wall_offset = WALL_OFFSET_MS;
+    let mut p = Processor::new(RulesConfig::default());
+    let mut events = Vec::new();
+    let mut outputs = Vec::new();
+    let mut nmea = String::new();
+    let mut frames = 0;
+    let mut t = 0;
+    let mut last_fix: Option<(f64, f64)> = None;
+    let mut km = 0.0;
+    while t < seconds * 1_000 {
+        t += 250;
+        outputs.clear();
+        hw.advance_to(t, wall_offset, &mut outputs);
+        for o in outputs.drain(..) {
+            match o {
+                SimOutput::Can(f) => {
+                    frames += 1;
+                    p.on_can(&f, f.timestamp_us / 1000, &mut events);
+                }
+                SimOutput::Nmea(line, us) => {
+                    nmea.push_str(&line);
+                    nmea.push_str("\r\n");
+                    p.on_nmea(&line, us / 1000, &mut events);
+                }
+                SimOutput::Ignition(on, us) => p.on_ignition(on, us / 1000, &mut events),
+            }
+        }
+        p.on_tick(t, &mut events);
+    }
+    p.finish(t, &mut events);
+    for e in &events {
+        if let EventData::Position(pos) = &e.data {
+            if let Some((lat, lon)) = last_fix {
+                let prev = fleet_protocol::Position {
+                    lat_e7: (lat * 1e7) as i32,
+                    lon_e7: (lon * 1e7) as i32,
+                    ..*pos
+                };
+                km += distance_m(&prev, pos) / 1000.0;
+            }
+            last_fix = Some((pos.lat(), pos.lon()));
+        }
+    }
+    VehicleHour {
+        name,
+        events,
+        nmea,
+        km,
+        frames,
+    }
+}
+
+fn to_events(rule_events: &[RuleEvent], boot: BootId) -> Vec<Event> {
+    let mut evs: Vec<&RuleEvent> = rule_events.iter().collect();
+    // The store numbers events as they are recorded; order them by time as a batch would.
+    evs.sort_by_key(|e| e.mono_ms);
+    evs.iter()
+        .enumerate()
+        .map(|(i, e)| Event {
+            seq: i as u64 + 1,
+            kind: e.kind.clone(),
+            priority: e.priority,
+            time: EventTime {
+                boot_id: boot,
+                mono_ms: e.mono_ms,
+                wall_ms: WALL_OFFSET_MS + e.mono_ms as i64,
+                hlc: Hlc::new((WALL_OFFSET_MS + e.mono_ms as i64) as u64, 0),
+            },
+            config_version: 4,
+            data: e.data.clone(),
+        })
+        .collect()
+}
+
+fn vehicle_hours(level: i32) {
+    const HOUR_S: u64 = 3_600;
+    let boot = BootId([0x43; 16]);
+    let start = ScriptStart {
+        lat: 51.95,
+        lon: 4.30,
+        heading_deg: 60.0,
+        odometer_km: 312_000.0,
+        engine_hours: 11_000.0,
+        fuel_l: 300.0,
+        tank_l: 400.0,
+        gps_noise_m: 2.0,
+    };
+    let mut highway = ScriptedVehicle::new(start, highway_script(), 11, 0);
+    let net = Arc::new(RoadNetwork::generate(ROTTERDAM, 1));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let spec = VehicleSpec::truck(&mut rng, FramePeriods::STANDARD);
+    let mut city = Vehicle::new(net, spec, 5, 0);
+    let hours = [
+        run_vehicle("highway", &mut highway, HOUR_S),
+        run_vehicle("city", &mut city, HOUR_S),
+    ];
+    println!(
+        "wire_bytes vehicle-hour: default rules, zstd level {level}, RULES_VERSION {}",
+        fleet_agent::rules::RULES_VERSION
+    );
+    let mut worst = 0.0f64;
+    for h in &hours {
+        let evs = to_events(&h.events, boot);
+        let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in &evs {
+            *by_kind.entry(e.kind.as_str()).or_default() += 1;
+        }
+        let nmea_z = zstd::bulk::compress(h.nmea.as_bytes(), level)
+            .expect("zstd")
+            .len();
+        println!(
+            "  {}: {:.1} km, {} CAN frames, {} NMEA bytes in; {} events out: {:?}",
+            h.name,
+            h.km,
+            h.frames,
+            h.nmea.len(),
+            evs.len(),
+            by_kind
+        );
+        println!(
+            "  {:>12} {:>7} {:>12} {:>18}",
+            "batch span", "frames", "bytes/hour", "vs NMEA+zstd"
+        );
+        for span in [60u64, 300, 900, 3_600] {
+            let (bytes, frames) = wire_bytes(&evs, boot, span, level);
+            println!(
+                "  {:>10} s {frames:>7} {bytes:>12} {:>17.1}x",
+                span,
+                nmea_z as f64 / bytes as f64
+            );
+            if span == 300 {
+                worst = worst.max(bytes as f64);
+            }
+        }
+        println!(
+            "  baseline: NMEA RMC+GGA {} bytes raw, {nmea_z} zstd",
+            h.nmea.len()
+        );
+    }
+    println!(
+        "wire_bytes vehicle-hour: worst profile {:.1} KB/h in 5-minute batches; target < {:.0} KB/h: {} (ratio to target {:.2})",
+        worst / 1024.0,
+        TARGET_BYTES_PER_VEHICLE_HOUR / 1024.0,
+        if worst < TARGET_BYTES_PER_VEHICLE_HOUR { "MET" } else { "MISSED" },
+        worst / TARGET_BYTES_PER_VEHICLE_HOUR
+    );
+}
+
 fn main() {
     let level = SyncOptions::default().zstd_level;
     let fixes = drive(20_240_529, SECONDS);
@@ -179,4 +424,5 @@ fn main() {
         per / TARGET_BYTES_PER_POSITION,
         baseline / per
     );
+    vehicle_hours(level);
 }

@@ -43,6 +43,77 @@ pub struct RulesConfig {
     pub meters: MeterRules,
 }
 
+impl RulesConfig {
+    /// What is wrong with these rules, one line each, for `fleet-agent validate`;
+    /// reads and parses the geofence file.
+    pub fn problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let mut positive = |name: &str, v: f64| {
+            if !(v.is_finite() && v > 0.0) {
+                errs.push(format!("rules.{name} {v} must be above 0"));
+            }
+        };
+        let p = &self.positions;
+        positive("positions.tolerance_m", p.tolerance_m);
+        positive("positions.max_gap_moving_s", p.max_gap_moving_s);
+        let t = &self.trips;
+        positive("trips.start_speed_kmh", t.start_speed_kmh);
+        positive("trips.stop_speed_kmh", t.stop_speed_kmh);
+        let h = &self.harsh;
+        positive("harsh.acceleration_mps2", h.acceleration_mps2);
+        positive("harsh.braking_mps2", h.braking_mps2);
+        positive("harsh.cornering_mps2", h.cornering_mps2);
+        positive("harsh.max_plausible_mps2", h.max_plausible_mps2);
+        positive("fuel_drop.drop_pct", self.fuel_drop.drop_pct);
+        positive("fuel_drop.within_min", self.fuel_drop.within_min);
+        positive("fuel_drop.smoothing_s", self.fuel_drop.smoothing_s);
+        positive("battery.low_v", self.battery.low_v);
+        positive("battery.cranking_weak_v", self.battery.cranking_weak_v);
+        positive("meters.every_h", self.meters.every_h);
+        positive("meters.max_speed_kmh", self.meters.max_speed_kmh);
+        if t.stop_speed_kmh > t.start_speed_kmh {
+            errs.push(format!(
+                "rules.trips.stop_speed_kmh {} is above start_speed_kmh {}: a trip would end as it starts",
+                t.stop_speed_kmh, t.start_speed_kmh
+            ));
+        }
+        if !(h.release_ratio > 0.0 && h.release_ratio <= 1.0) {
+            errs.push(format!(
+                "rules.harsh.release_ratio {} must be within (0, 1]",
+                h.release_ratio
+            ));
+        }
+        for (name, v) in [
+            ("harsh.acceleration_mps2", h.acceleration_mps2),
+            ("harsh.braking_mps2", h.braking_mps2),
+            ("harsh.cornering_mps2", h.cornering_mps2),
+        ] {
+            if v >= h.max_plausible_mps2 {
+                errs.push(format!(
+                    "rules.{name} {v} is not below harsh.max_plausible_mps2 {}: it could never fire",
+                    h.max_plausible_mps2
+                ));
+            }
+        }
+        let s = &self.speeding;
+        if s.limit_kmh < 0.0 || s.tolerance_kmh < 0.0 || s.hysteresis_kmh < 0.0 {
+            errs.push("rules.speeding limit_kmh, tolerance_kmh and hysteresis_kmh must not be negative (limit_kmh = 0 turns speeding off)".into());
+        }
+        if self.geofences.hysteresis_m < 0.0 {
+            errs.push("rules.geofences.hysteresis_m must not be negative".into());
+        }
+        if let Some(file) = &self.geofences.file {
+            if let Err(e) = GeofenceSet::load(file) {
+                errs.push(format!("rules.geofences.file: {e}"));
+            }
+        }
+        if self.meters.rebase_after == 0 {
+            errs.push("rules.meters.rebase_after must be at least 1".into());
+        }
+        errs
+    }
+}
+
 /// `[rules.positions]`: GPS curve thinning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -362,5 +433,30 @@ mod tests {
         );
         let err = toml::from_str::<RulesConfig>("[trips]\nstop_after = 60\n").unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_and_geofence_files_are_named() {
+        assert_eq!(RulesConfig::default().problems(), Vec::<String>::new());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fences = dir.path().join("fences.geojson");
+        std::fs::write(&fences, r#"{"type":"FeatureCollection","features":[{"type":"Feature",
+            "id":"depot","geometry":{"type":"Polygon","coordinates":[[[4,51],[5,51],[5,52],[4,51]]]}}]}"#)
+            .expect("write");
+        let cfg: RulesConfig = toml::from_str(&format!(
+            "[harsh]\nbraking_mps2 = 15\n[trips]\nstop_speed_kmh = 20\n[geofences]\nfile = {:?}\n",
+            fences.display().to_string()
+        ))
+        .expect("parses");
+        let problems = cfg.problems().join("\n");
+        assert!(problems.contains("harsh.braking_mps2 15"), "{problems}");
+        assert!(problems.contains("stop_speed_kmh 20"), "{problems}");
+        assert!(!problems.contains("geofences"), "a good file: {problems}");
+        std::fs::write(&fences, "{\"type\":\"Feature\"}").expect("write");
+        let problems = cfg.problems().join("\n");
+        assert!(
+            problems.contains("rules.geofences.file: geofence 0: a feature without a geometry"),
+            "{problems}"
+        );
     }
 }
