@@ -531,6 +531,8 @@ impl ReopeningSocketCan {
                 Ok(s) => {
                     if failing || opened_before {
                         tracing::warn!(interface = %self.interface, "CAN interface back; reading again");
+                    } else {
+                        tracing::info!(interface = %self.interface, "reading CAN interface");
                     }
                     if opened_before {
                         self.reopens += 1;

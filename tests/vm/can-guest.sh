@@ -1,0 +1,65 @@
+# Runs inside the guest (busybox sh; tests/vm/run-can-test puts it there as
+# /guest/test.sh). The agent reads vcan0 while `fleet-agent can play` puts a real
+# J1939 truck log and a few error frames on the bus, and `fleet-agent can record`
+# records the bus. Prints sections for the host to check; exits non-zero only
+# when a step could not run at all.
+truck=/guest/truck.log
+errors=/guest/errors.log
+played=$(( $(grep -c '#' "$truck") + $(grep -c '#' "$errors") ))
+data=/tmp/agent
+mkdir -p "$data"
+cat > /tmp/agent.toml <<TOML
+version = 1
+data_dir = "$data"
+[log]
+level = "info"
+[sync]
+enabled = false
+[sources.can]
+interface = "vcan0"
+TOML
+
+fleet-agent validate --config /tmp/agent.toml || exit 10
+fleet-agent run --config /tmp/agent.toml >/tmp/agent.out 2>&1 &
+agent=$!
+fleet-agent can record --interface vcan0 --count "$played" --duration 120 /tmp/rec.log 2>/tmp/rec.err &
+rec=$!
+
+# Play only once the agent reads the bus; the recorder binds within the same wait.
+i=0
+until grep -q "reading CAN interface" /tmp/agent.out; do
+    i=$((i + 1))
+    if [ "$i" -gt 300 ] || ! kill -0 "$agent" 2>/dev/null; then
+        echo "== agent-log"; cat /tmp/agent.out
+        exit 11
+    fi
+    sleep 0.1
+done
+sleep 0.5
+
+echo "== play"
+date +%s
+fleet-agent can play "$truck" --interface vcan0 --speed 2 2>&1 || exit 12
+fleet-agent can play "$errors" --interface vcan0 --speed 0 2>&1 || exit 13
+date +%s
+
+wait "$rec"
+rec_rc=$?
+echo "== record"
+cat /tmp/rec.err
+echo "exit $rec_rc"
+
+# Let the agent's pipeline drain, then stop it the way systemd does.
+sleep 1
+kill -TERM "$agent"
+wait "$agent"
+agent_rc=$?
+echo "== agent-exit"
+echo "$agent_rc"
+echo "== agent-log"
+cat /tmp/agent.out
+echo "== events"
+fleet-agent events --json --data "$data"
+echo "== recorded-log"
+gzip -c /tmp/rec.log | base64
+echo "== end"
