@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub log: LogConfig,
     pub store: StoreConfig,
     pub sync: SyncConfig,
+    pub metrics: MetricsConfig,
+    pub device: DeviceConfig,
     /// Enroll at first start, for devices provisioned with a token in their config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<EnrollmentConfig>,
@@ -65,6 +67,8 @@ impl Default for AgentConfig {
             log: LogConfig::default(),
             store: StoreConfig::default(),
             sync: SyncConfig::default(),
+            metrics: MetricsConfig::default(),
+            device: DeviceConfig::default(),
             enrollment: None,
             sources: SourcesConfig::default(),
             rules: RulesConfig::default(),
@@ -72,7 +76,7 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -145,11 +149,100 @@ impl Default for SyncConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A truck's gateway: CAN/J1939, OBD-II, GNSS, ignition.
+    #[default]
+    Vehicle,
+    /// A yard kiosk: camera, touch screen, key-box relay (its flows come later).
+    Kiosk,
+}
+
+/// `[device]`: what this box is and the hardware outside `[sources]` that
+/// `fleet-agent doctor` checks (`cross/provision` writes it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceConfig {
+    pub role: Role,
+    /// The bitrate `can0` is brought up with (systemd-networkd or fleet-can0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub can_bitrate: Option<u32>,
+    /// A V4L2 camera, `/dev/video0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<PathBuf>,
+    /// The GPIO character device the pins below are on, `/dev/gpiochip0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpiochip: Option<PathBuf>,
+    /// BCM pin numbers of the kiosk's key-box relay, status LED and buzzer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_gpio: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub led_gpio: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buzzer_gpio: Option<u8>,
+}
+
+impl DeviceConfig {
+    /// The GPIO pins in use, by what they do (the ignition pin lives in `[sources]`).
+    pub fn gpio_pins(&self) -> Vec<(&'static str, u8)> {
+        [
+            ("relay", self.relay_gpio),
+            ("led", self.led_gpio),
+            ("buzzer", self.buzzer_gpio),
+        ]
+        .into_iter()
+        .filter_map(|(name, pin)| pin.map(|p| (name, p)))
+        .collect()
+    }
+}
+
+/// `[metrics]`: Prometheus text on `http://LISTEN/metrics`, loopback only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9187".into(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to bind, which must be a loopback one: the page tells anyone
+    /// who can read it how much the vehicle moved and when.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, String> {
+        let addr: std::net::SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| format!("metrics.listen {:?} is not IP:PORT", self.listen))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "metrics.listen {addr} must be a loopback address (127.0.0.1 or ::1)"
+            ));
+        }
+        Ok(addr)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentConfig {
     pub server_url: String,
-    pub token: Secret,
+    /// The one-time token itself; it stays in the config after use, so prefer
+    /// `token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// A file holding the one-time token (`cross/provision` writes one); the agent
+    /// deletes it once the identity it bought is on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
     #[serde(default)]
     pub name: Option<String>,
     /// SHA-256 of the server certificate, hex; without it the first one seen is trusted.
@@ -264,12 +357,49 @@ impl AgentConfig {
         }
         errs.extend(self.sources.problems());
         errs.extend(self.rules.problems());
+        if self.metrics.enabled {
+            if let Err(err) = self.metrics.listen_addr() {
+                errs.push(err);
+            }
+        }
+        if let Some(rate) = self.device.can_bitrate {
+            if !(10_000..=1_000_000).contains(&rate) {
+                errs.push(format!(
+                    "device.can_bitrate {rate} must be within 10000..=1000000 (250000 for J1939, 500000 for most OBD-II cars)"
+                ));
+            }
+        }
+        let pins = self.device.gpio_pins();
+        for (i, (name, pin)) in pins.iter().enumerate() {
+            if *pin > 53 {
+                errs.push(format!(
+                    "device.{name}_gpio {pin} is not a BCM pin (0..=53)"
+                ));
+            }
+            if let Some((other, _)) = pins[..i].iter().find(|(_, p)| p == pin) {
+                errs.push(format!(
+                    "device.{name}_gpio and device.{other}_gpio are both pin {pin}"
+                ));
+            }
+        }
         if let Some(e) = &self.enrollment {
             if let Err(err) = crate::sync::client::check_server_url(&e.server_url) {
                 errs.push(format!("enrollment.server_url: {err}"));
             }
-            if e.token.expose().trim().is_empty() {
-                errs.push("enrollment.token must not be empty".into());
+            match (&e.token, &e.token_file) {
+                (Some(_), Some(_)) => {
+                    errs.push("enrollment: give token or token_file, not both".into())
+                }
+                (None, None) => errs.push("enrollment: token_file (or token) is missing".into()),
+                (Some(t), None) if t.expose().trim().is_empty() => {
+                    errs.push("enrollment.token must not be empty".into())
+                }
+                // The file may be gone already: deleted after a successful enrollment.
+                (None, Some(f)) if !f.is_absolute() => errs.push(format!(
+                    "enrollment.token_file {} must be an absolute path",
+                    f.display()
+                )),
+                _ => {}
             }
             if let Some(fp) = &e.server_fingerprint {
                 if let Err(err) = crate::sync::tls::parse_fingerprint(fp) {
@@ -481,7 +611,8 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cret-token"), "{shown}");
         assert!(shown.contains("<redacted>"));
-        assert_eq!(cfg.enrollment.expect("set").token.expose(), "s3cret-token");
+        let token = cfg.enrollment.expect("set").token.expect("token");
+        assert_eq!(token.expose(), "s3cret-token");
     }
 
     #[test]
@@ -494,7 +625,8 @@ mod tests {
             ]),
         )
         .expect("load");
-        assert_eq!(cfg.enrollment.expect("set").token.expose(), "123456");
+        let token = cfg.enrollment.expect("set").token.expect("token");
+        assert_eq!(token.expose(), "123456");
     }
 
     #[test]
@@ -507,6 +639,58 @@ mod tests {
             AgentConfig::load_with_env(Some(f.path()), env(&[])).expect_err("must fail")
         );
         assert!(err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn metrics_may_only_listen_on_loopback() {
+        let f = write("version = 1\n[metrics]\nlisten = \"0.0.0.0:9187\"\n");
+        let err = format!(
+            "{:#}",
+            AgentConfig::load_with_env(Some(f.path()), env(&[])).expect_err("must fail")
+        );
+        assert!(err.contains("loopback"), "{err}");
+        let off = write("version = 1\n[metrics]\nenabled = false\nlisten = \"0.0.0.0:1\"\n");
+        AgentConfig::load_with_env(Some(off.path()), env(&[])).expect("off: not checked");
+    }
+
+    #[test]
+    fn enrollment_takes_a_token_or_an_absolute_token_file_but_not_both() {
+        let both = write(
+            "version = 1\n[enrollment]\nserver_url = \"https://f.example\"\ntoken = \"t\"\ntoken_file = \"/x\"\n",
+        );
+        let err = format!(
+            "{:#}",
+            AgentConfig::load_with_env(Some(both.path()), env(&[])).expect_err("both")
+        );
+        assert!(err.contains("not both"), "{err}");
+        let relative = write(
+            "version = 1\n[enrollment]\nserver_url = \"https://f.example\"\ntoken_file = \"enroll.token\"\n",
+        );
+        let err = format!(
+            "{:#}",
+            AgentConfig::load_with_env(Some(relative.path()), env(&[])).expect_err("relative")
+        );
+        assert!(err.contains("absolute"), "{err}");
+        // A token file already used and deleted still validates (ExecStartPre).
+        let gone = write(
+            "version = 1\n[enrollment]\nserver_url = \"https://f.example\"\ntoken_file = \"/nonexistent/enroll.token\"\n",
+        );
+        AgentConfig::load_with_env(Some(gone.path()), env(&[])).expect("deleted token file");
+    }
+
+    #[test]
+    fn kiosk_pins_must_differ_and_the_can_bitrate_be_plausible() {
+        let f = write(
+            "version = 1\n[device]\nrole = \"kiosk\"\ncan_bitrate = 5\nrelay_gpio = 5\nled_gpio = 5\n",
+        );
+        let err = format!(
+            "{:#}",
+            AgentConfig::load_with_env(Some(f.path()), env(&[])).expect_err("bad")
+        );
+        assert!(
+            err.contains("can_bitrate") && err.contains("both pin 5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! then sync, then a final flush — each within a bounded time.
 
 use crate::clock::{wall_now_ms, Clock, SharedClock, SimClock, SystemClock};
-use crate::config::AgentConfig;
-use crate::identity::{self, EnrollOptions, Identity, IdentityError};
+use crate::config::{AgentConfig, EnrollmentConfig};
+use crate::identity::{self, EnrollError, EnrollOptions, Identity, IdentityError};
+use crate::metrics;
 use crate::pipeline::{self, SimOptions};
 use crate::store::Store;
 use crate::sync;
+use crate::sync::backoff::Backoff;
 use crate::systemd;
 use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,31 +49,59 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(watch_for_stop(opts.shutdown.clone(), stop_tx.clone()));
 
-    let identity = match identity_for(&cfg, &opts).await {
-        Ok(id) => id,
+    let identity = match Identity::load(&opts.data_dir) {
+        Ok(id) => Some(id),
+        Err(IdentityError::NotEnrolled(path)) => {
+            if cfg.enrollment.is_none() {
+                tracing::warn!(path = %path.display(), "not enrolled; recording locally only until `fleet-agent enroll` is run and the agent restarted");
+            }
+            None
+        }
         Err(e) => {
             watcher.abort();
             store.close().await?;
-            return Err(e);
+            return Err(e.into());
         }
     };
-    let sync_task: Option<JoinHandle<anyhow::Result<()>>> = match identity {
-        Some(id) if cfg.sync.enabled => {
-            tracing::info!(device = %id.device_id, server = %id.server_url, "syncing");
-            Some(tokio::spawn(sync::run_sync(
+    metrics::agent().set_enrolled(identity.is_some());
+    let sync_task: Option<JoinHandle<anyhow::Result<()>>> = match (identity, &cfg.enrollment) {
+        (Some(id), _) => start_sync(&cfg, &opts, &store, &clock, id, stop_rx.clone()),
+        (None, Some(enrollment)) => {
+            let first_boot = FirstBoot {
+                enrollment: enrollment.clone(),
+                data_dir: opts.data_dir.clone(),
+                backoff: Backoff::new(
+                    Duration::from_millis(cfg.sync.backoff_base_ms),
+                    Duration::from_millis(cfg.sync.backoff_max_ms),
+                ),
+                online: opts.online.clone(),
+                stop: stop_rx.clone(),
+            };
+            let (cfg, opts_online, store, clock, stop) = (
+                cfg.clone(),
+                opts.online.clone(),
                 store.clone(),
-                id,
                 clock.clone(),
-                cfg.sync_options(opts.online.clone()),
                 stop_rx.clone(),
-            )))
+            );
+            Some(tokio::spawn(async move {
+                let Some(id) = first_boot.enroll().await else {
+                    return Ok(());
+                };
+                metrics::agent().set_enrolled(true);
+                let opts = RunOptions {
+                    online: opts_online,
+                    ..RunOptions::default()
+                };
+                match start_sync(&cfg, &opts, &store, &clock, id, stop) {
+                    Some(task) => flatten(task.await, "sync"),
+                    None => Ok(()),
+                }
+            }))
         }
-        Some(_) => {
-            tracing::warn!("sync is disabled in the config; recording locally only");
-            None
-        }
-        None => None,
+        (None, None) => None,
     };
+    let metrics_task = start_metrics(&cfg, &store, &clock, stop_rx.clone()).await;
 
     let mut pipeline_task = tokio::spawn(pipeline::run(
         store.clone(),
@@ -92,6 +124,9 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     watcher.abort();
     watchdog.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     notifier.stopping();
 
     let pipeline_result = match pipeline_result {
@@ -130,35 +165,194 @@ fn default_clock(simulate: Option<&SimOptions>) -> SharedClock {
     }
 }
 
-/// The stored identity; or enrollment with the token from the config; or none,
-/// in which case the agent records locally until it is enrolled.
-async fn identity_for(cfg: &AgentConfig, opts: &RunOptions) -> anyhow::Result<Option<Identity>> {
-    match Identity::load(&opts.data_dir) {
-        Ok(id) => Ok(Some(id)),
-        Err(IdentityError::NotEnrolled(path)) => match &cfg.enrollment {
-            Some(e) => {
-                let fingerprint = e
-                    .server_fingerprint
-                    .as_deref()
-                    .map(crate::sync::tls::parse_fingerprint)
-                    .transpose()?;
-                let id = identity::enroll_with(EnrollOptions {
-                    server_url: &e.server_url,
-                    token: e.token.expose(),
-                    data_dir: &opts.data_dir,
-                    name: e.name.as_deref(),
-                    server_fingerprint: fingerprint,
-                })
-                .await
-                .context("enrollment from the config failed")?;
-                Ok(Some(id))
+fn start_sync(
+    cfg: &AgentConfig,
+    opts: &RunOptions,
+    store: &Store,
+    clock: &SharedClock,
+    id: Identity,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<anyhow::Result<()>>> {
+    if !cfg.sync.enabled {
+        tracing::warn!("sync is disabled in the config; recording locally only");
+        return None;
+    }
+    tracing::info!(device = %id.device_id, server = %id.server_url, "syncing");
+    Some(tokio::spawn(sync::run_sync(
+        store.clone(),
+        id,
+        clock.clone(),
+        cfg.sync_options(opts.online.clone()),
+        stop,
+    )))
+}
+
+/// Bind the loopback metrics listener. A port already taken costs the metrics,
+/// never the recording.
+async fn start_metrics(
+    cfg: &AgentConfig,
+    store: &Store,
+    clock: &SharedClock,
+    stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
+    if !cfg.metrics.enabled {
+        return None;
+    }
+    let addr = match cfg.metrics.listen_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("metrics are off: {e}");
+            return None;
+        }
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::debug!(%addr, "serving /metrics");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                store.clone(),
+                clock.clone(),
+                stop,
+            )))
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot serve /metrics; recording goes on without it");
+            None
+        }
+    }
+}
+
+/// A device provisioned with a one-time token and no identity yet: enroll,
+/// retrying as long as it takes, while the pipeline records locally.
+struct FirstBoot {
+    enrollment: EnrollmentConfig,
+    data_dir: PathBuf,
+    backoff: Backoff,
+    online: Option<watch::Receiver<bool>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl FirstBoot {
+    /// The identity, or `None` if the agent is stopping first.
+    async fn enroll(mut self) -> Option<Identity> {
+        let e = self.enrollment.clone();
+        let fingerprint = match e
+            .server_fingerprint
+            .as_deref()
+            .map(crate::sync::tls::parse_fingerprint)
+            .transpose()
+        {
+            Ok(fp) => fp,
+            Err(err) => {
+                // `validate` refuses this config; reached only through the library.
+                tracing::error!(error = %err, "enrollment.server_fingerprint is invalid; not enrolling");
+                return None;
             }
-            None => {
-                tracing::warn!(path = %path.display(), "not enrolled; recording locally only until `fleet-agent enroll` is run and the agent restarted");
-                Ok(None)
+        };
+        let mut rng = StdRng::from_entropy();
+        loop {
+            if !self.wait_online().await {
+                return None;
             }
-        },
-        Err(e) => Err(e.into()),
+            let outcome = match read_token(&e) {
+                Ok(token) => {
+                    metrics::agent().enroll_attempt();
+                    let attempt = identity::enroll_with(EnrollOptions {
+                        server_url: &e.server_url,
+                        token: &token,
+                        data_dir: &self.data_dir,
+                        name: e.name.as_deref(),
+                        server_fingerprint: fingerprint,
+                    });
+                    tokio::select! {
+                        r = attempt => Some(r),
+                        _ = self.stop.wait_for(|s| *s) => return None,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, retry_in = ?FirstBootRetry::RARE, "no enrollment token to enroll with; recording locally");
+                    None
+                }
+            };
+            let delay = match outcome {
+                Some(Ok(id)) => {
+                    self.token_used();
+                    return Some(id);
+                }
+                Some(Err(err)) => {
+                    let delay = FirstBootRetry::after(&err, &mut self.backoff, &mut rng);
+                    if err.is_transient() {
+                        tracing::warn!(error = %err, attempt = self.backoff.attempt(), retry_in = ?delay, "enrollment failed; recording locally and retrying");
+                    } else {
+                        tracing::error!(error = %err, retry_in = ?delay, "enrollment refused; a new token is needed (replace the token file); recording locally");
+                    }
+                    delay
+                }
+                None => FirstBootRetry::RARE,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stop.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+
+    /// The identity is durable now: the token has done its job.
+    fn token_used(&self) {
+        match &self.enrollment.token_file {
+            Some(path) => match identity::remove_token_file(path) {
+                Ok(()) => tracing::info!(path = %path.display(), "enrollment token used and deleted"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot delete the used enrollment token; it is spent, delete it by hand"),
+            },
+            None => tracing::warn!("enrolled with the token in the config file; it is spent, remove [enrollment] token from the config"),
+        }
+    }
+
+    async fn wait_online(&mut self) -> bool {
+        loop {
+            if *self.stop.borrow() {
+                return false;
+            }
+            let Some(online) = self.online.as_mut() else {
+                return true;
+            };
+            if *online.borrow_and_update() {
+                return true;
+            }
+            tokio::select! {
+                r = online.changed() => if r.is_err() { self.online = None; },
+                _ = self.stop.wait_for(|s| *s) => return false,
+            }
+        }
+    }
+}
+
+fn read_token(e: &EnrollmentConfig) -> Result<String, IdentityError> {
+    match (&e.token, &e.token_file) {
+        (_, Some(path)) => identity::read_token_file(path),
+        (Some(token), None) => Ok(token.expose().to_owned()),
+        (None, None) => Err(IdentityError::Corrupt {
+            path: PathBuf::from("[enrollment]"),
+            reason: "neither token nor token_file is set".into(),
+        }),
+    }
+}
+
+/// How long to wait after a failed first-boot enrollment. Pure.
+pub struct FirstBootRetry;
+
+impl FirstBootRetry {
+    /// A token the server refuses (unknown, expired, used up) only works again
+    /// once someone replaces it: look again hourly rather than hammer the server.
+    pub const RARE: Duration = Duration::from_secs(3600);
+
+    pub fn after(err: &EnrollError, backoff: &mut Backoff, rng: &mut StdRng) -> Duration {
+        if err.is_transient() {
+            backoff.next_delay(rng)
+        } else {
+            Self::RARE
+        }
     }
 }
 
@@ -216,5 +410,44 @@ fn flatten(
         Ok(r) => r.with_context(|| format!("{what} failed")),
         Err(e) if e.is_cancelled() => Ok(()),
         Err(e) => Err(anyhow::anyhow!("{what} panicked: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: &str) -> EnrollError {
+        EnrollError::Refused {
+            status,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_refused_token_waits_an_hour_and_a_server_outage_backs_off() {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let mut rng = StdRng::seed_from_u64(1);
+        for code in ["enrollment_token_invalid", "enrollment_token_expired"] {
+            assert_eq!(
+                FirstBootRetry::after(&refused(401, code), &mut backoff, &mut rng),
+                FirstBootRetry::RARE
+            );
+        }
+        assert_eq!(
+            FirstBootRetry::after(
+                &refused(403, "enrollment_token_used_up"),
+                &mut backoff,
+                &mut rng
+            ),
+            FirstBootRetry::RARE
+        );
+        assert_eq!(backoff.attempt(), 0, "refusals are not outages");
+        for n in 1..=12 {
+            let d = FirstBootRetry::after(&refused(503, "http_503"), &mut backoff, &mut rng);
+            assert!(d <= Duration::from_secs(300), "attempt {n}: {d:?}");
+        }
+        assert_eq!(backoff.attempt(), 12);
     }
 }

@@ -235,31 +235,72 @@ pub async fn enroll(
     data_dir: &Path,
     name: Option<&str>,
 ) -> anyhow::Result<Identity> {
-    enroll_with(EnrollOptions {
+    Ok(enroll_with(EnrollOptions {
         server_url,
         token,
         data_dir,
         name,
         server_fingerprint: None,
     })
-    .await
+    .await?)
+}
+
+/// Why an enrollment did not happen, sorted by what retrying can do about it.
+#[derive(Debug, Error)]
+pub enum EnrollError {
+    /// Nothing to retry: the directory is enrolled, the URL or TLS setup is wrong.
+    #[error("{0}")]
+    Local(String),
+    #[error("cannot reach {url} to enroll: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error: a bad, expired or used-up token is a
+    /// 4xx and needs a new token; a 5xx is the server's trouble.
+    #[error("enrollment refused by the server ({status}, {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("enrollment failed: {0}")]
+    BadAnswer(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl EnrollError {
+    /// Worth retrying soon: the network or the server, not the token.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EnrollError::Unreachable { .. } | EnrollError::BadAnswer(_) => true,
+            EnrollError::Refused { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            EnrollError::Local(_) | EnrollError::Identity(_) => false,
+        }
+    }
 }
 
 /// Generate a key pair, register the public half with the server under the
 /// token's tenant, and store the identity in `DIR/identity.json`.
-pub async fn enroll_with(opts: EnrollOptions<'_>) -> anyhow::Result<Identity> {
+pub async fn enroll_with(opts: EnrollOptions<'_>) -> Result<Identity, EnrollError> {
     if Identity::exists(opts.data_dir) {
-        anyhow::bail!(
+        return Err(EnrollError::Local(format!(
             "{} already exists: this data directory is enrolled; remove it to enroll again",
             Identity::path(opts.data_dir).display()
-        );
+        )));
     }
-    let url = client::check_server_url(opts.server_url)?;
+    let url =
+        client::check_server_url(opts.server_url).map_err(|e| EnrollError::Local(e.to_string()))?;
     let pin = match opts.server_fingerprint {
         Some(fp) => Pin::Exactly(fp),
         None => Pin::TrustOnFirstUse,
     };
-    let (http, verifier) = client::http_client(&url, Some(pin), ENROLL_TIMEOUT)?;
+    let (http, verifier) = client::http_client(&url, Some(pin), ENROLL_TIMEOUT)
+        .map_err(|e| EnrollError::Local(e.to_string()))?;
 
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let public_key = auth::encode_public_key(&key.verifying_key());
@@ -273,28 +314,40 @@ pub async fn enroll_with(opts: EnrollOptions<'_>) -> anyhow::Result<Identity> {
     let mut endpoint = url.clone();
     let base_path = endpoint.path().trim_end_matches('/').to_owned();
     endpoint.set_path(&format!("{base_path}{}", api::PATH_ENROLL));
+    let unreachable = |source| EnrollError::Unreachable {
+        url: url.to_string(),
+        source,
+    };
     let response = http
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&request)?)
+        .body(serde_json::to_vec(&request).expect("enroll request serializes"))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {url} to enroll: {e}"))?;
+        .map_err(unreachable)?;
     let status = response.status();
-    let body = response.bytes().await?.to_vec();
+    let body = response.bytes().await.map_err(unreachable)?.to_vec();
     if !status.is_success() {
-        match client::error_from(status, &body) {
-            RequestError::Status { code, message, .. } => {
-                anyhow::bail!("enrollment refused by the server ({status}, {code}): {message}")
-            }
-            other => anyhow::bail!("enrollment failed: {other}"),
-        }
+        return Err(match client::error_from(status, &body) {
+            RequestError::Status {
+                status,
+                code,
+                message,
+                ..
+            } => EnrollError::Refused {
+                status,
+                code,
+                message,
+            },
+            other => EnrollError::BadAnswer(other.to_string()),
+        });
     }
-    let answer: EnrollResponse = serde_json::from_slice(&body)
-        .map_err(|e| anyhow::anyhow!("the server's enrollment answer is unreadable: {e}"))?;
+    let answer: EnrollResponse = serde_json::from_slice(&body).map_err(|e| {
+        EnrollError::BadAnswer(format!("the server's enrollment answer is unreadable: {e}"))
+    })?;
     let pinned = match verifier {
         Some(v) => Some(v.seen().ok_or_else(|| {
-            anyhow::anyhow!("TLS handshake finished without a server certificate")
+            EnrollError::BadAnswer("TLS handshake finished without a server certificate".into())
         })?),
         None => None,
     };
@@ -315,6 +368,39 @@ pub async fn enroll_with(opts: EnrollOptions<'_>) -> anyhow::Result<Identity> {
         "enrolled"
     );
     Ok(identity)
+}
+
+/// Read a one-time token file: its first non-empty line. A token readable by
+/// other users is used, with a warning.
+pub fn read_token_file(path: &Path) -> Result<String, IdentityError> {
+    let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "enrollment token is readable by other users; chmod 600 it");
+        }
+    }
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| IdentityError::Corrupt {
+            path: path.to_owned(),
+            reason: "the token file is empty".into(),
+        })
+}
+
+/// Delete a used token file durably. Call only once the identity is saved: a
+/// crash in between leaves a spent token behind, never a device without one.
+pub fn remove_token_file(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

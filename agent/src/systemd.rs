@@ -258,11 +258,10 @@ pub async fn keep_alive<H: Health>(notifier: Notifier, health: H) {
     loop {
         ticks.tick().await;
         match tokio::time::timeout(every, health.check()).await {
-            Ok(true) => {
-                if let Err(e) = notifier.notify(State::Watchdog, None) {
-                    tracing::warn!(error = %e, "watchdog pet failed");
-                }
-            }
+            Ok(true) => match notifier.notify(State::Watchdog, None) {
+                Ok(_) => crate::metrics::agent().watchdog_pet(),
+                Err(e) => tracing::warn!(error = %e, "watchdog pet failed"),
+            },
             Ok(false) => tracing::warn!("watchdog: unhealthy; not petting"),
             Err(_) => tracing::warn!(timeout = ?every, "watchdog: health probe hung; not petting"),
         }

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod clock;
 pub mod docs;
 pub mod event;
+pub mod prometheus;
 pub mod varint;
 
 pub use batch::{decode_batch, encode_batch, Batch, BatchError, BatchHeader};

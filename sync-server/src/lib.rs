@@ -30,6 +30,8 @@ pub struct Settings {
     pub max_doc_message_bytes: usize,
     /// A vehicle not heard from for this long shows as offline.
     pub offline_after_ms: i64,
+    /// The bearer token `/metrics` asks for; without one the page is off.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             max_batch_bytes: 8 << 20,
             max_doc_message_bytes: 4 << 20,
             offline_after_ms: 120_000,
+            metrics_token: None,
         }
     }
 }
@@ -92,6 +95,7 @@ pub struct AppState {
     pub storage: Arc<dyn storage::Storage>,
     pub settings: Arc<Settings>,
     pub docs: Arc<DocHub>,
+    pub metrics: Arc<http::metrics::ServerMetrics>,
 }
 
 impl AppState {
@@ -100,6 +104,7 @@ impl AppState {
             storage,
             settings: Arc::new(Settings::default()),
             docs: Arc::new(DocHub::default()),
+            metrics: Arc::default(),
         }
     }
 

@@ -37,6 +37,14 @@ enum Command {
             requires = "tls_cert"
         )]
         tls_key: Option<PathBuf>,
+        /// Serve /metrics (Prometheus text) to requests bearing this token.
+        #[arg(
+            long,
+            env = "FLEET_METRICS_TOKEN",
+            value_name = "TOKEN",
+            hide_env_values = true
+        )]
+        metrics_token: Option<String>,
     },
     /// Administer tenants, enrollment tokens and devices.
     Admin {
@@ -167,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             data,
             tls_cert,
             tls_key,
+            metrics_token,
         } => {
             // Check the certificate before touching the database or the port, so a
             // bad file is the first and only thing reported.
@@ -178,7 +187,10 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let state = fleet_sync::AppState::new(storage);
+            let state = fleet_sync::AppState::new(storage).with_settings(fleet_sync::Settings {
+                metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
+                ..fleet_sync::Settings::default()
+            });
             match tls {
                 Some(tls) => {
                     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), cert_sha256 = %tls.fingerprint, "fleet-sync listening for HTTPS");

@@ -2,6 +2,7 @@
 
 mod can;
 pub mod decode;
+mod doctor;
 mod enroll;
 mod events;
 mod note;
@@ -37,6 +38,8 @@ pub enum Command {
     },
     /// Show the outbox: queue depth, oldest unsynced event, last sync, evictions.
     Status(status::StatusArgs),
+    /// Check the hardware, the server link and the enrollment; non-zero exit on failure.
+    Doctor(doctor::DoctorArgs),
     /// Query a live ELM327 adapter once: PIDs, trouble codes, VIN.
     Obd(obd::ObdArgs),
     /// Decode a capture offline and print one JSON object per line.
@@ -71,6 +74,10 @@ pub async fn main() -> anyhow::Result<()> {
             init_logging("warn", LogFormat::Text);
             status::run(args).await
         }
+        Command::Doctor(args) => {
+            init_logging("error", LogFormat::Text);
+            doctor::run(args).await
+        }
         Command::Obd(args) => {
             init_logging("warn", LogFormat::Text);
             obd::run(args).await
@@ -86,17 +93,23 @@ pub async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Log to stderr; `RUST_LOG` wins over `level`.
+/// Log to stderr; `RUST_LOG` wins over `level`. Under systemd (`JOURNAL_STREAM`
+/// set) text lines carry no timestamp, since the journal adds its own, and no
+/// colour codes; colours only ever go to a terminal.
 pub fn init_logging(level: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        .with_writer(std::io::stderr)
+        .with_ansi(!journal && std::io::stderr().is_terminal());
+    let _ = match (format, journal) {
+        (LogFormat::Text, false) => builder.try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Json, _) => builder.json().try_init(),
     };
 }
 

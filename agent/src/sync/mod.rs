@@ -7,6 +7,7 @@
 //! so a batch sent twice is stored once.
 
 pub mod anchors;
+pub mod backfill;
 pub mod backoff;
 pub mod client;
 pub mod docs;
@@ -96,6 +97,7 @@ pub async fn run_sync(
         docs_due: Instant::now(),
         time_unavailable: false,
         failing: false,
+        backfill: backfill::Backfill::new(backfill::REPORT_EVERY),
     };
     worker.run().await;
     Ok(())
@@ -223,6 +225,7 @@ struct Worker {
     time_unavailable: bool,
     /// The last request failed (to log recovery once).
     failing: bool,
+    backfill: backfill::Backfill,
 }
 
 impl Worker {
@@ -418,6 +421,24 @@ impl Worker {
                     .set_meta(META_LAST_SYNC, note.to_string().as_bytes())
                     .await?;
                 self.succeeded();
+                crate::metrics::agent().sync_batch_acked();
+                let now = std::time::Instant::now();
+                if self
+                    .backfill
+                    .on_ack(now, acked, count >= self.opts.batch_max_events)
+                {
+                    let recorded = self.store.stats().await?.last_seq;
+                    if let Some(r) = self.backfill.report(now, seq, recorded) {
+                        tracing::info!(
+                            acked = r.acked,
+                            remaining = r.remaining,
+                            events_per_s = r.events_per_s.round(),
+                            eta = ?r.eta.map(|d| Duration::from_secs(d.as_secs())),
+                            "{}",
+                            if r.done { "backfill done" } else { "backfill in progress" }
+                        );
+                    }
+                }
                 Ok(Step::Progress)
             }
             AckOutcome::NoProgress => {
@@ -448,6 +469,7 @@ impl Worker {
     }
 
     fn failed(&mut self, e: &RequestError, what: &'static str) -> Step {
+        crate::metrics::agent().sync_failed();
         let retry = progress::after_error(e, self.skew_retries);
         match retry {
             Retry::Now => {

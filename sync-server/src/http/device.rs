@@ -122,6 +122,7 @@ pub(crate) async fn authenticate(
     if device.revoked {
         return Err(StorageError::DeviceRevoked.into());
     }
+    state.metrics.device_seen(device.device_id);
     let now = now_ms();
     if signed.ts_ms.saturating_sub(now).saturating_abs() > MAX_SKEW_MS {
         return Err(ApiError::unauthorized(
@@ -193,6 +194,9 @@ pub async fn batches(
     }
     let (first, last) = (h.first_seq, h.last_seq);
     let out = state.storage.ingest_batch(&device, batch, now_ms()).await?;
+    state
+        .metrics
+        .batch(out.stored.into(), out.duplicates.into(), out.quarantined.into());
     tracing::debug!(device = %device.device_id, first, last, stored = out.stored, duplicates = out.duplicates, quarantined = out.quarantined, acked = out.acked_seq, "batch stored");
     Ok(Json(BatchAck {
         acked_seq: out.acked_seq,

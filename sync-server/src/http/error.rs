@@ -57,7 +57,11 @@ impl IntoResponse for ApiError {
                 acked_seq: self.acked_seq,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(super::metrics::ErrorCode(self.code));
+        response
     }
 }
 

@@ -4,6 +4,7 @@
 mod dashboard;
 mod device;
 pub mod error;
+pub mod metrics;
 mod operator;
 
 use crate::AppState;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(dashboard::page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .route(api::PATH_ENROLL, post(device::enroll))
         .route(api::PATH_TIME, get(device::time))
         .route(api::PATH_BATCHES, post(device::batches))
@@ -36,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read with explicit per-route limits (see `read_body`).
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
