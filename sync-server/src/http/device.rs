@@ -194,9 +194,11 @@ pub async fn batches(
     }
     let (first, last) = (h.first_seq, h.last_seq);
     let out = state.storage.ingest_batch(&device, batch, now_ms()).await?;
-    state
-        .metrics
-        .batch(out.stored.into(), out.duplicates.into(), out.quarantined.into());
+    state.metrics.batch(
+        out.stored.into(),
+        out.duplicates.into(),
+        out.quarantined.into(),
+    );
     tracing::debug!(device = %device.device_id, first, last, stored = out.stored, duplicates = out.duplicates, quarantined = out.quarantined, acked = out.acked_seq, "batch stored");
     Ok(Json(BatchAck {
         acked_seq: out.acked_seq,
