@@ -259,8 +259,14 @@ fn start_sources(
         #[cfg(feature = "socketcan")]
         {
             let source = fleet_hal::socketcan::ReopeningSocketCan::new(&c.interface);
+            let recorder = match &c.record_to {
+                Some(path) => Some(sources::Recorder::create(path, &c.interface).map_err(|e| {
+                    anyhow::anyhow!("sources.can.record_to {}: {e}", path.display())
+                })?),
+                None => None,
+            };
             s.spawn("can", false, tx, clock, |ctx| {
-                sources::can_live(ctx, source)
+                sources::can_live(ctx, source, recorder)
             });
         }
         #[cfg(not(feature = "socketcan"))]

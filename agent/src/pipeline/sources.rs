@@ -326,8 +326,47 @@ pub async fn ignition<I: fleet_hal::IgnitionInput>(
     }
 }
 
-/// Any CAN source that reopens itself (SocketCAN): frames stamped on arrival.
-pub async fn can_live<S: CanSource>(ctx: SourceCtx, mut source: S) -> Result<(), Stopped> {
+/// A recording of a live bus: every frame goes to a candump `-l` file too.
+pub struct Recorder {
+    writer: fleet_hal::candump::CandumpWriter<std::fs::File>,
+    path: PathBuf,
+    flushed: tokio::time::Instant,
+}
+
+/// A recording is flushed this often: a power cut loses at most this much of it.
+const RECORD_FLUSH: Duration = Duration::from_secs(1);
+
+impl Recorder {
+    pub fn create(path: &std::path::Path, interface: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            writer: fleet_hal::candump::CandumpWriter::create(path, interface)?,
+            path: path.to_owned(),
+            flushed: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Writes are buffered, so this rarely touches the disk; a recording that
+    /// fails stops recording, never the source.
+    fn record(&mut self, frame: &CanFrame) -> bool {
+        let mut r = self.writer.write(frame);
+        if r.is_ok() && self.flushed.elapsed() >= RECORD_FLUSH {
+            self.flushed = tokio::time::Instant::now();
+            r = self.writer.flush();
+        }
+        if let Err(e) = &r {
+            tracing::error!(file = %self.path.display(), error = %e, "cannot record the bus; recording stops");
+        }
+        r.is_ok()
+    }
+}
+
+/// Any CAN source that reopens itself (SocketCAN): frames stamped on arrival,
+/// recorded when asked.
+pub async fn can_live<S: CanSource>(
+    ctx: SourceCtx,
+    mut source: S,
+    mut recorder: Option<Recorder>,
+) -> Result<(), Stopped> {
     let mut outage = Outage::new(ctx.name);
     outage.up(&ctx).await?;
     loop {
@@ -336,9 +375,15 @@ pub async fn can_live<S: CanSource>(ctx: SourceCtx, mut source: S) -> Result<(),
                 if outage.is_down() {
                     outage.up(&ctx).await?;
                 }
+                if recorder.as_mut().is_some_and(|r| !r.record(&frame)) {
+                    recorder = None;
+                }
                 ctx.send_now(Input::Can(frame)).await?
             }
             Err(CanError::Closed) => {
+                if let Some(mut r) = recorder.take() {
+                    let _ = r.writer.flush();
+                }
                 return ctx.send_now(Input::Status(SourceStatus::Closed)).await;
             }
             Err(e) => outage.failed(&ctx, &e.to_string()).await?,
@@ -360,6 +405,65 @@ mod tests {
         assert_eq!(t.mono_ms(1_635_188_465_020_850), 15_000);
         // A log whose time steps back stays at the start, never before it.
         assert_eq!(t.mono_ms(1_635_188_400_000_000), 5_000);
+    }
+
+    struct Script(std::vec::IntoIter<Result<CanFrame, CanError>>);
+
+    impl CanSource for Script {
+        async fn recv(&mut self) -> Result<CanFrame, CanError> {
+            self.0.next().unwrap_or(Err(CanError::Closed))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_bus_is_recorded_and_its_errors_reported_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rec.log");
+        let frame = |i: u8| CanFrame::extended8(0x0CF0_0400, [i; 8], 1_000_000 + u64::from(i));
+        let script = Script(
+            vec![
+                Ok(frame(1)),
+                Err(CanError::BusOff),
+                Err(CanError::BusOff),
+                Ok(frame(2)),
+            ]
+            .into_iter(),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::SimClock::new(
+            fleet_protocol::BootId::random(),
+            0,
+            0,
+            1.0,
+        ));
+        let ctx = SourceCtx {
+            index: 0,
+            name: "can",
+            tx,
+            clock,
+        };
+        let recorder = Recorder::create(&path, "can0").expect("create");
+        can_live(ctx, script, Some(recorder)).await.ok();
+        let mut seen = Vec::new();
+        while let Ok(s) = rx.try_recv() {
+            seen.push(s.input);
+        }
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|i| match i {
+                Input::Can(_) => "frame",
+                Input::Status(SourceStatus::Up) => "up",
+                Input::Status(SourceStatus::Down(_)) => "down",
+                Input::Status(SourceStatus::Closed) => "closed",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["up", "frame", "down", "up", "frame", "closed"]);
+        let text = std::fs::read_to_string(&path).expect("recording");
+        assert_eq!(
+            text,
+            "(1.000001) can0 0CF00400#0101010101010101\n(1.000002) can0 0CF00400#0202020202020202\n"
+        );
     }
 
     #[test]
