@@ -176,7 +176,7 @@ fn replay() -> Replay {
     }
 }
 
-fn of<'a>(r: &'a Replay, kind: &str) -> Vec<(u64, Value)> {
+fn of(r: &Replay, kind: &str) -> Vec<(u64, Value)> {
     r.events
         .iter()
         .filter(|e| e.kind.as_str() == kind)
