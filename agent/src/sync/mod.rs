@@ -30,6 +30,8 @@ use tokio::time::Instant;
 
 /// Meta key: JSON `{"acked_seq", "at_ms"}` of the last ack, for `fleet-agent status`.
 pub const META_LAST_SYNC: &str = "sync.last_ack";
+/// Meta key: JSON `{"at_ms", "what", "code", "message"}` of the last failed request.
+pub const META_LAST_SYNC_ERROR: &str = "sync.last_error";
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -98,6 +100,7 @@ pub async fn run_sync(
         time_unavailable: false,
         failing: false,
         backfill: backfill::Backfill::new(backfill::REPORT_EVERY),
+        last_error: None,
     };
     worker.run().await;
     Ok(())
@@ -226,6 +229,8 @@ struct Worker {
     /// The last request failed (to log recovery once).
     failing: bool,
     backfill: backfill::Backfill,
+    /// The last failure, to note in the store for `fleet-agent status`.
+    last_error: Option<serde_json::Value>,
 }
 
 impl Worker {
@@ -252,6 +257,15 @@ impl Worker {
                 }
                 Step::Interrupted => {}
                 Step::Failed(retry) => {
+                    if let Some(note) = self.last_error.take() {
+                        if let Err(e) = self
+                            .store
+                            .set_meta(META_LAST_SYNC_ERROR, note.to_string().as_bytes())
+                            .await
+                        {
+                            tracing::debug!(error = %e, "cannot note the sync failure");
+                        }
+                    }
                     let delay = match retry {
                         Retry::Now => Duration::ZERO,
                         Retry::Backoff => self.backoff.next_delay(&mut self.rng),
@@ -470,6 +484,12 @@ impl Worker {
 
     fn failed(&mut self, e: &RequestError, what: &'static str) -> Step {
         crate::metrics::agent().sync_failed();
+        self.last_error = Some(serde_json::json!({
+            "at_ms": self.client.request_time_ms(),
+            "what": what,
+            "code": e.code(),
+            "message": e.to_string(),
+        }));
         let retry = progress::after_error(e, self.skew_retries);
         match retry {
             Retry::Now => {
