@@ -60,6 +60,25 @@ echo "== agent-log"
 cat /tmp/agent.out
 echo "== events"
 fleet-agent events --json --data "$data"
+
+# A reader that stops reading: the kernel drops what overflows its receive queue
+# and tells the next frame how many (SO_RXQ_OVFL). Every frame played must be
+# either recorded or counted as dropped.
+fleet-agent can record --interface vcan0 /tmp/stalled.log 2>/tmp/stalled.err &
+stalled=$!
+sleep 1
+kill -STOP "$stalled"
+fleet-agent can play "$truck" --interface vcan0 --speed 0 2>&1 || exit 14
+kill -CONT "$stalled"
+sleep 1
+fleet-agent can play "$errors" --interface vcan0 --speed 0 2>&1 || exit 15
+sleep 1
+kill -INT "$stalled"
+wait "$stalled"
+stalled_rc=$?
+echo "== stalled-record"
+cat /tmp/stalled.err
+echo "exit $stalled_rc"
 echo "== recorded-log"
 gzip -c /tmp/rec.log | base64
 echo "== end"

@@ -63,7 +63,7 @@ def main():
     played_errors = frames(open(errors).read().splitlines())
     c = Checks()
 
-    for name in ("play", "record", "agent-exit", "agent-log", "events", "recorded-log", "end"):
+    for name in ("play", "record", "agent-exit", "agent-log", "events", "stalled-record", "recorded-log", "end"):
         c.check(f"guest printed its {name} section", name in s, "missing")
 
     # The recording: every frame played, in order, with kernel receive times.
@@ -105,11 +105,14 @@ def main():
     if len(times) >= len(want_data) > 1:
         span = (times[len(want_data) - 1] - times[0]) / 1e6
         log_span = (played[-1][0] - played[0][0]) / 1e6
-        # Played at --speed 2; an emulated CPU may fall behind, never ahead.
+        # Played at --speed 2, so never in less than half the log's span. Three
+        # debug builds on one emulated CPU carry about 200 frames/s, so the guest
+        # falls behind the log's 360 frames/s; the upper bound only catches a
+        # player that stalls.
         c.check(
-            "play keeps the log's pace at --speed 2",
-            log_span / 2 * 0.9 <= span <= log_span / 2 * 3,
-            f"recorded span {span:.2f} s for a {log_span:.2f} s log",
+            f"play is paced at --speed 2 (recorded span {span:.2f} s for a {log_span:.2f} s log)",
+            log_span / 2 * 0.95 <= span <= log_span / 2 * 8,
+            "out of bounds",
         )
     rec_summary = " ".join(s.get("record", []))
     c.check(
@@ -117,6 +120,27 @@ def main():
         "4 error frames, 1 bus-off, 1 overflows" in rec_summary and "exit 0" in rec_summary,
         rec_summary,
     )
+
+    stalled = " ".join(s.get("stalled-record", []))
+    m = re.search(r"(\d+) data, (\d+) error frames, \d+ bus-off, (\d+) overflows", stalled)
+    if m:
+        data_n, err_n, overflows = map(int, m.groups())
+        # One overflow is the controller's rx-overflow error frame; the rest are the
+        # kernel's count of frames it dropped for us.
+        dropped = overflows - 1
+        c.check(
+            f"a stalled reader: {data_n} frames recorded + {dropped} counted as dropped by the kernel"
+            f" = {len(played)} played",
+            dropped > 0 and data_n + dropped == len(played) and err_n == len(played_errors),
+            stalled,
+        )
+        c.check(
+            "the drops were logged",
+            "kernel dropped CAN frames" in stalled and "exit 0" in stalled,
+            stalled,
+        )
+    else:
+        c.check("stalled reader summary printed", False, stalled)
 
     # The agent: ran on vcan0, saw the faults and the engine, logged bus-off once.
     c.check("agent stopped cleanly on SIGTERM", s.get("agent-exit", ["?"])[:1] == ["0"], s.get("agent-exit"))
