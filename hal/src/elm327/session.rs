@@ -148,6 +148,9 @@ pub struct Elm327<T> {
     searched: bool,
     /// Answer signatures of commands that timed out, whose answers may still arrive.
     late: Vec<String>,
+    /// Bare CRs of a resync that ended in silence: the adapter may still answer
+    /// each with `?`, which must not stand for the next command's refusal.
+    owed_questions: u32,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
@@ -162,6 +165,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
             headers: false,
             searched: false,
             late: Vec::new(),
+            owed_questions: 0,
         };
         // A bare CR first: ends whatever a previous user left half typed.
         s.io.write_all(b"\r").await?;
@@ -282,7 +286,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
         let read = async {
             loop {
                 let text = self.read_reply(deadline).await?;
+                if text.trim() == "?" && self.owed_questions > 0 {
+                    self.owed_questions -= 1;
+                    tracing::debug!(command = cmd, "discarding the `?` of a resync CR");
+                    continue;
+                }
                 if reply_belongs_to(cmd, &text, &self.late) {
+                    // The adapter answers in order: a `?` still owed to a CR
+                    // would have come before this.
+                    self.owed_questions = 0;
                     return Ok(text);
                 }
                 // The answer to an earlier command that timed out, or the prompt of a
@@ -349,6 +361,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
     async fn resync(&mut self) -> Result<(), Elm327Error> {
         self.io.write_all(b"\r").await?;
         self.io.flush().await?;
+        let mut crs = 1u32;
         let quiet = self.config.resync_quiet;
         let give_up = Instant::now() + self.config.command_timeout;
         // Some adapters ignore a bare CR when idle (others repeat the last
@@ -376,10 +389,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Elm327<T> {
                 Err(_) => {
                     self.io.write_all(b"\r").await?;
                     self.io.flush().await?;
+                    crs += 1;
                 }
             }
         }
         self.framer.clear();
+        // After a prompt and a quiet spell everything the CRs caused was read; after
+        // silence alone, an adapter slow to wake may still answer them.
+        self.owed_questions = if seen_prompt { 0 } else { crs };
         Ok(())
     }
 }
@@ -401,9 +418,10 @@ fn answer_signature(cmd: &str) -> Option<String> {
 }
 
 /// Whether `text` can be the answer to `cmd`, given the answers still owed to
-/// commands that timed out. A late answer to one of those, the reset banner, or the
-/// prompt or `?` that a stray CR produced is never taken for this command's answer;
-/// anything else (garbled lines, adapter errors) is, so that it gets reported.
+/// commands that timed out. A late answer to one of those, the reset banner, or an
+/// empty prompt is never taken for this command's answer; anything else (garbled
+/// lines, adapter errors, `?` for a command the adapter refuses) is, so that it
+/// gets reported. A `?` owed to a resync CR is discarded before this is asked.
 fn reply_belongs_to(cmd: &str, text: &str, late: &[String]) -> bool {
     let flat: String = text
         .chars()
@@ -424,10 +442,7 @@ fn reply_belongs_to(cmd: &str, text: &str, late: &[String]) -> bool {
     if flat.contains(&own) {
         return true;
     }
-    !flat.is_empty()
-        && flat != "?"
-        && !flat.contains("ELM")
-        && !late.iter().any(|sig| flat.contains(sig.as_str()))
+    !flat.is_empty() && !flat.contains("ELM") && !late.iter().any(|sig| flat.contains(sig.as_str()))
 }
 
 /// Opens the port; called again after the adapter disappears.
@@ -557,7 +572,8 @@ mod tests {
     fn a_late_answer_or_a_stray_prompt_is_not_taken_for_the_next_command() {
         let late = vec![answer_signature("010C").unwrap()];
         assert!(!reply_belongs_to("010D", "7E8 04 41 0C 00 00", &late));
-        assert!(!reply_belongs_to("010D", "?", &late));
+        // A refusal is the command's own answer (a stray one is caught earlier).
+        assert!(reply_belongs_to("010D", "?", &late));
         assert!(!reply_belongs_to("010D", "", &late));
         assert!(reply_belongs_to("010D", "7E8 03 41 0D 37", &late));
         assert!(reply_belongs_to("010D", "NO DATA", &late));
