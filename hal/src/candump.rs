@@ -216,6 +216,23 @@ impl Pace {
     }
 }
 
+/// A replay hands out an item this much before it is due rather than sleep for
+/// less: a bus at full load has a frame every 125 us, and a timer per frame would
+/// cost more than the frames.
+pub const PACE_SLACK: Duration = Duration::from_millis(4);
+
+impl Pace {
+    /// Wait until an item `log_offset_us` into the recording is due (within
+    /// [`PACE_SLACK`]), the replay having started at `start`.
+    pub async fn wait(self, start: Instant, log_offset_us: u64) {
+        if let Some(due) = self.due(start, log_offset_us) {
+            if due > Instant::now() + PACE_SLACK {
+                tokio::time::sleep_until(due).await;
+            }
+        }
+    }
+}
+
 /// How far a replay has got, for progress reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayProgress {
@@ -321,9 +338,9 @@ impl<R: AsyncBufRead + Unpin + Send> CanSource for CandumpReplay<R> {
             .start
             .get_or_insert((Instant::now(), frame.timestamp_us));
         // A log whose time steps back (two buses merged, a clock set) plays on.
-        if let Some(due) = self.pace.due(start, frame.timestamp_us.saturating_sub(t0)) {
-            tokio::time::sleep_until(due).await;
-        }
+        self.pace
+            .wait(start, frame.timestamp_us.saturating_sub(t0))
+            .await;
         Ok(frame)
     }
 }

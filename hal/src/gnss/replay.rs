@@ -137,9 +137,7 @@ impl<R: AsyncBufRead + Unpin + Send> NmeaSource for NmeaReplay<R> {
         self.advance(&line);
         self.progress.items += 1;
         let start = *self.start.get_or_insert_with(Instant::now);
-        if let Some(due) = self.pace.due(start, self.log_us) {
-            tokio::time::sleep_until(due).await;
-        }
+        self.pace.wait(start, self.log_us).await;
         Ok((line, self.log_us))
     }
 }
