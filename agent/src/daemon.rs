@@ -101,9 +101,17 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         }
         (None, None) => None,
     };
-    let metrics_task = start_metrics(&cfg, &store, &clock, stop_rx.clone()).await;
+    let pipeline_stats = pipeline::StatsHandle::default();
+    let metrics_task = start_metrics(
+        &cfg,
+        &store,
+        &clock,
+        pipeline_stats.clone(),
+        stop_rx.clone(),
+    )
+    .await;
 
-    let mut pipeline_task = tokio::spawn(pipeline::run(
+    let mut pipeline_task = tokio::spawn(pipeline::run_observed(
         store.clone(),
         clock.clone(),
         cfg.sources.clone(),
@@ -111,6 +119,7 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         opts.simulate.clone(),
         cfg.version,
         stop_rx.clone(),
+        pipeline_stats,
     ));
     let notifier = systemd::Notifier::from_env();
     notifier.ready("recording");
@@ -193,6 +202,7 @@ async fn start_metrics(
     cfg: &AgentConfig,
     store: &Store,
     clock: &SharedClock,
+    pipeline: pipeline::StatsHandle,
     stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     if !cfg.metrics.enabled {
@@ -212,6 +222,7 @@ async fn start_metrics(
                 listener,
                 store.clone(),
                 clock.clone(),
+                pipeline,
                 stop,
             )))
         }

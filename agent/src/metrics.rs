@@ -2,12 +2,14 @@
 //!
 //! Totals that the store keeps durably (events recorded, evicted, synced) are
 //! read from it at scrape time, so they survive restarts and never disagree with
-//! `fleet-agent status`. What only this process sees (frames read, decode errors,
-//! sync attempts, watchdog pets) lives in [`AgentMetrics`], one set of atomics per
-//! process that the pipeline, the sync loop and the watchdog bump.
+//! `fleet-agent status`. What the pipeline saw (frames read, decode errors,
+//! sources up or down) comes from its [`StatsHandle`]; what else only this
+//! process sees (sync attempts, watchdog pets, enrollment) lives in
+//! [`AgentMetrics`], one set of atomics per process that the sync loop, the
+//! watchdog and first-boot enrollment bump.
 
 use crate::clock::SharedClock;
-use crate::pipeline::ProcessorStats;
+use crate::pipeline::{PipelineStats, StatsHandle};
 use crate::store::{Store, StoreStats};
 use fleet_protocol::prometheus::{MetricType, Page, CONTENT_TYPE};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +21,9 @@ use tokio::sync::watch;
 pub const CAN_FRAMES: &str = "fleet_agent_can_frames_read_total";
 pub const NMEA_SENTENCES: &str = "fleet_agent_nmea_sentences_read_total";
 pub const GNSS_FIXES: &str = "fleet_agent_gnss_fixes_total";
+pub const OBD_READINGS: &str = "fleet_agent_obd_readings_total";
+pub const CAN_BUS_RATE: &str = "fleet_agent_can_bus_frames_per_second";
+pub const SOURCE_UP: &str = "fleet_agent_source_up";
 pub const DECODE_ERRORS: &str = "fleet_agent_decode_errors_total";
 pub const EVENTS_RECORDED: &str = "fleet_agent_events_recorded_total";
 pub const EVENTS_EVICTED: &str = "fleet_agent_events_evicted_total";
@@ -38,11 +43,6 @@ pub const ENROLL_ATTEMPTS: &str = "fleet_agent_enrollment_attempts_total";
 /// Counters only this process knows.
 #[derive(Debug, Default)]
 pub struct AgentMetrics {
-    can_frames: AtomicU64,
-    nmea_sentences: AtomicU64,
-    nmea_bad: AtomicU64,
-    gnss_fixes: AtomicU64,
-    j1939_transport_dropped: AtomicU64,
     sync_batches: AtomicU64,
     sync_failures: AtomicU64,
     watchdog_pets: AtomicU64,
@@ -53,11 +53,6 @@ pub struct AgentMetrics {
 }
 
 static METRICS: AgentMetrics = AgentMetrics {
-    can_frames: AtomicU64::new(0),
-    nmea_sentences: AtomicU64::new(0),
-    nmea_bad: AtomicU64::new(0),
-    gnss_fixes: AtomicU64::new(0),
-    j1939_transport_dropped: AtomicU64::new(0),
     sync_batches: AtomicU64::new(0),
     sync_failures: AtomicU64::new(0),
     watchdog_pets: AtomicU64::new(0),
@@ -86,11 +81,6 @@ pub fn agent() -> &'static AgentMetrics {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub can_frames: u64,
-    pub nmea_sentences: u64,
-    pub nmea_bad: u64,
-    pub gnss_fixes: u64,
-    pub j1939_transport_dropped: u64,
     pub sync_batches: u64,
     pub sync_failures: u64,
     pub watchdog_pets: u64,
@@ -100,16 +90,6 @@ pub struct Counters {
 }
 
 impl AgentMetrics {
-    /// The pipeline's running totals (its processor counts since it started).
-    pub fn observe_processor(&self, s: &ProcessorStats) {
-        self.can_frames.store(s.can_frames, Ordering::Relaxed);
-        self.nmea_sentences.store(s.nmea_lines, Ordering::Relaxed);
-        self.nmea_bad.store(s.nmea_bad, Ordering::Relaxed);
-        self.gnss_fixes.store(s.fixes, Ordering::Relaxed);
-        self.j1939_transport_dropped
-            .store(s.tp_dropped, Ordering::Relaxed);
-    }
-
     pub fn sync_batch_acked(&self) {
         self.sync_batches.fetch_add(1, Ordering::Relaxed);
     }
@@ -135,11 +115,6 @@ impl AgentMetrics {
     pub fn snapshot(&self) -> Counters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counters {
-            can_frames: get(&self.can_frames),
-            nmea_sentences: get(&self.nmea_sentences),
-            nmea_bad: get(&self.nmea_bad),
-            gnss_fixes: get(&self.gnss_fixes),
-            j1939_transport_dropped: get(&self.j1939_transport_dropped),
             sync_batches: get(&self.sync_batches),
             sync_failures: get(&self.sync_failures),
             watchdog_pets: get(&self.watchdog_pets),
@@ -152,38 +127,68 @@ impl AgentMetrics {
 
 /// The page for these counters and store figures, `now_wall_ms` and
 /// `now_process_ms` being the clocks at scrape time. Pure.
-pub fn render(c: &Counters, s: &StoreStats, now_wall_ms: i64, now_process_ms: u64) -> String {
+pub fn render(
+    c: &Counters,
+    pipeline: &PipelineStats,
+    s: &StoreStats,
+    now_wall_ms: i64,
+    now_process_ms: u64,
+) -> String {
     use MetricType::{Counter, Gauge};
     let mut p = Page::new();
+    let ps = &pipeline.processor;
     p.single(
         CAN_FRAMES,
         Counter,
         "CAN frames read by the pipeline since the agent started.",
-        c.can_frames as f64,
+        ps.can_frames as f64,
+    );
+    p.single(
+        CAN_BUS_RATE,
+        Gauge,
+        "CAN frames in the last whole second; 0 once the bus falls silent.",
+        f64::from(ps.bus_frames_per_s),
     );
     p.single(
         NMEA_SENTENCES,
         Counter,
         "NMEA sentences read since the agent started.",
-        c.nmea_sentences as f64,
+        ps.nmea_lines as f64,
     );
     p.single(
         GNSS_FIXES,
         Counter,
-        "GNSS fixes decoded since the agent started.",
-        c.gnss_fixes as f64,
+        "GNSS fixes decoded or taken from gpsd since the agent started.",
+        (ps.fixes + ps.gpsd_fixes) as f64,
+    );
+    p.single(
+        OBD_READINGS,
+        Counter,
+        "OBD-II PID readings taken from the adapter since the agent started.",
+        ps.obd_readings as f64,
     );
     p.family(
         DECODE_ERRORS,
         Counter,
         "Input that could not be decoded, by decoder, since the agent started.",
         [
-            (&[("decoder", "nmea")][..], c.nmea_bad as f64),
-            (
-                &[("decoder", "j1939_transport")][..],
-                c.j1939_transport_dropped as f64,
-            ),
+            (&[("decoder", "nmea")][..], ps.nmea_bad as f64),
+            (&[("decoder", "j1939_transport")][..], ps.tp_dropped as f64),
         ],
+    );
+    let sources: Vec<[(&str, &str); 1]> = pipeline
+        .sources
+        .iter()
+        .map(|src| [("source", src.name)])
+        .collect();
+    p.family(
+        SOURCE_UP,
+        Gauge,
+        "1 for each configured source that is up, 0 while it is starting, down or ended.",
+        sources
+            .iter()
+            .zip(&pipeline.sources)
+            .map(|(l, src)| (&l[..], f64::from(u8::from(src.state == "up")))),
     );
     p.single(
         EVENTS_RECORDED,
@@ -290,6 +295,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     clock: SharedClock,
+    pipeline: StatsHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -307,15 +313,17 @@ pub async fn serve(
         };
         let store = store.clone();
         let clock = clock.clone();
+        let pipeline = pipeline.clone();
         tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(IO_TIMEOUT, answer(stream, &store, &clock)).await {
+            let answered = answer(stream, &store, &clock, &pipeline);
+            if let Err(e) = tokio::time::timeout(IO_TIMEOUT, answered).await {
                 tracing::debug!(error = %e, "metrics request timed out");
             }
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, store: &Store, clock: &SharedClock) {
+async fn answer(mut stream: TcpStream, store: &Store, clock: &SharedClock, pipeline: &StatsHandle) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -346,6 +354,7 @@ async fn answer(mut stream: TcpStream, store: &Store, clock: &SharedClock) {
                 CONTENT_TYPE,
                 render(
                     &agent().snapshot(),
+                    &pipeline.get(),
                     &stats,
                     clock.wall_ms(),
                     clock.mono_ms(),
@@ -414,16 +423,24 @@ mod tests {
 
     #[test]
     fn the_page_reports_store_totals_and_the_age_of_the_oldest_unsynced_event() {
+        let mut pipeline = PipelineStats::default();
+        pipeline.processor.can_frames = 5000;
+        pipeline.processor.nmea_bad = 3;
+        pipeline.sources.push(crate::pipeline::SourceState {
+            name: "can",
+            state: "down",
+            error: Some("can0 does not exist".into()),
+            replayed: None,
+            bad_lines: None,
+        });
         let counters = Counters {
-            can_frames: 5000,
-            nmea_bad: 3,
             sync_failures: 4,
             watchdog_pets: 9,
             last_pet_mono_ms: Some(10_000),
             enrolled: true,
             ..Counters::default()
         };
-        let page = render(&counters, &stats(), 1_090_000, 25_000);
+        let page = render(&counters, &pipeline, &stats(), 1_090_000, 25_000);
         assert_eq!(value(&page, EVENTS_RECORDED, None), 120.0);
         assert_eq!(value(&page, EVENTS_SYNCED, None), 100.0);
         assert_eq!(value(&page, QUEUE_DEPTH, None), 18.0);
@@ -437,13 +454,14 @@ mod tests {
         assert_eq!(value(&page, SYNC_FAILURES, None), 4.0);
         assert_eq!(value(&page, WATCHDOG_LAST_PET_AGE, None), 15.0);
         assert_eq!(value(&page, ENROLLED, None), 1.0);
+        assert_eq!(value(&page, SOURCE_UP, Some(("source", "can"))), 0.0);
     }
 
     #[test]
     fn a_watchdog_never_petted_has_no_age_and_an_empty_queue_has_age_zero() {
         let mut s = stats();
         s.oldest_unacked_wall_ms = None;
-        let page = render(&Counters::default(), &s, 5, 5);
+        let page = render(&Counters::default(), &PipelineStats::default(), &s, 5, 5);
         assert!(!page.contains(WATCHDOG_LAST_PET_AGE), "{page}");
         assert_eq!(value(&page, OLDEST_UNSYNCED_AGE, None), 0.0);
     }
