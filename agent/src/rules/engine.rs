@@ -118,6 +118,8 @@ const WHEEL_SPEED_FRESH_MS: u64 = 3_000;
 const MAX_SPAN_MS: u64 = 10_000;
 /// Without a fix this recent, wheel speed alone drives trips and idling.
 const FIX_FRESH_MS: u64 = 3_000;
+/// The interval between engine-speed readings assumed before two have arrived.
+const UNKNOWN_RPM_PERIOD_MS: u64 = 10_000;
 /// Engine speed in this range with the engine not running: the starter turns.
 const CRANKING_RPM: f64 = 50.0;
 
@@ -856,9 +858,14 @@ impl Engine {
     /// Time passes: timers that need no new input (engine silence, signal flush).
     pub fn tick(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
         if let Some(t) = self.last_rpm_ms {
-            // A slowly polled adapter is not silent between its polls.
-            let silence_ms =
-                ((self.cfg.ignition.silence_off_s * 1000.0) as u64).max(3 * self.rpm_period_ms);
+            // A slowly polled adapter is not silent between its polls; until a
+            // second reading shows the interval, assume a slow one.
+            let period = if self.rpm_period_ms == 0 {
+                UNKNOWN_RPM_PERIOD_MS
+            } else {
+                self.rpm_period_ms
+            };
+            let silence_ms = ((self.cfg.ignition.silence_off_s * 1000.0) as u64).max(3 * period);
             if self.engine_on && mono_ms.saturating_sub(t) >= silence_ms {
                 self.engine_on = false;
                 self.update_ignition(t, out);
@@ -1089,5 +1096,67 @@ mod tests {
         };
         assert_eq!(v["coolant_temp_c"], 80.0);
         assert!(v.get("wheel_speed_kmh").is_none());
+    }
+
+    #[test]
+    fn bus_activity_stands_in_for_ignition_only_without_wire_or_engine_speed() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        e.bus_activity(120.0, 1_000, &mut out);
+        e.bus_activity(118.0, 2_000, &mut out);
+        e.bus_activity(0.0, 9_000, &mut out);
+        assert_eq!(kinds_of(&out), vec!["ignition_on", "ignition_off"]);
+        // A powered ECU answering with the engine stopped: engine speed decides.
+        let mut e = Engine::new(RulesConfig::default());
+        out.clear();
+        e.signal(Signal::EngineSpeedRpm, 0.0, 500, &mut out);
+        e.bus_activity(300.0, 1_000, &mut out);
+        assert!(kinds_of(&out).is_empty(), "{:?}", kinds_of(&out));
+        e.signal(Signal::EngineSpeedRpm, 700.0, 2_000, &mut out);
+        assert_eq!(kinds_of(&out), vec!["ignition_on"]);
+    }
+
+    #[test]
+    fn slowly_polled_engine_speed_is_not_silence() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        // An OBD adapter polling every 7 s; ticks every 250 ms in between.
+        for poll in 0..10u64 {
+            e.signal(Signal::EngineSpeedRpm, 800.0, poll * 7_000, &mut out);
+            for q in 1..28 {
+                e.tick(poll * 7_000 + q * 250, &mut out);
+            }
+        }
+        assert_eq!(kinds_of(&out), vec!["ignition_on"]);
+        e.tick(63_000 + 21_000, &mut out);
+        assert_eq!(kinds_of(&out), vec!["ignition_on", "ignition_off"]);
+    }
+
+    #[test]
+    fn odometer_glitches_never_reach_the_trip_distance() {
+        let mut e = Engine::new(RulesConfig::default());
+        let mut out = Vec::new();
+        e.ignition_wire(true, 0, &mut out);
+        let mut north = 0.0;
+        for s in 1..=300u64 {
+            let t = s * 1000;
+            north += 10.0;
+            let odo = match s {
+                100 => 0.0,
+                200 => 16_777.0,
+                _ => 1_000.0 + north / 1000.0,
+            };
+            e.signal(Signal::OdometerKm, odo, t, &mut out);
+            e.fix(t, pos(north, 10.0), &mut out);
+        }
+        e.ignition_wire(false, 301_000, &mut out);
+        let end = out
+            .iter()
+            .find(|e| e.kind == kinds::TRIP_END)
+            .expect("trip");
+        let d = end.data.to_json()["distance_m"].as_f64().expect("distance");
+        // From the first fix of the trip (1 s) to the last (300 s) at 10 m/s.
+        assert!((d - 2_990.0).abs() < 5.0, "{d}");
+        assert_eq!(e.meter_glitches(), 2);
     }
 }
