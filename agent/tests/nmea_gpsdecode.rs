@@ -16,10 +16,13 @@
 //! `gpsdecode` comes from Debian's `gpsd-clients`, which `tests/run` installs.
 //! Without it the test says so and passes, except under `CI=true`, where it fails.
 
+mod bounded;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bounded::run_bounded;
 use fleet_agent::cli::decode::nmea::decode_nmea_file;
 use serde_json::Value as Json;
 
@@ -71,36 +74,6 @@ fn json_lines(text: &str) -> Vec<Json> {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
-}
-
-/// Runs `cmd` to completion within `limit` (killed past it), returning stdout.
-/// Stdout is drained on a thread so a chatty child never blocks on a full pipe.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> String {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = reader.join().expect("reader").expect("read stdout");
-    assert!(status.success(), "{cmd:?} failed: {status}");
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `gpsdecode -j < log`.
