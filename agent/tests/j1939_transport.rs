@@ -172,7 +172,6 @@ fn each_step_of_a_session_times_out_at_its_own_limit() {
         t.expire(limit + 1);
         assert_eq!(t.stats.timed_out, 1, "{what}: dropped just after it");
     }
-    assert!(timeout::TR_US < timeout::T1_US && timeout::TH_US < timeout::T4_US);
 }
 
 #[test]

@@ -17,17 +17,29 @@ fuzz_target!(|input: &[u8]| {
     while rest.len() >= 5 {
         let raw = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let extended = raw & 0x8000_0000 != 0;
-        let id = if extended { raw & 0x1FFF_FFFF } else { raw & 0x7FF };
+        let id = if extended {
+            raw & 0x1FFF_FFFF
+        } else {
+            raw & 0x7FF
+        };
         let len = usize::from(rest[4] % 65).min(rest.len() - 5);
         let data = &rest[5..5 + len];
         rest = &rest[5 + len..];
         db.decode_data(id, extended, data, &mut stats, |v| {
             assert!(v.signal.extract(data).is_some());
             if matches!(v.signal.encoding, Encoding::Unsigned | Encoding::Signed) {
-                assert!(v.value.is_finite() || !v.signal.factor.is_finite() || !v.signal.offset.is_finite());
+                assert!(
+                    v.value.is_finite()
+                        || !v.signal.factor.is_finite()
+                        || !v.signal.offset.is_finite()
+                );
             }
             if let Some(c) = v.choice {
-                assert!(v.signal.choices.iter().any(|(k, n)| i128::from(*k) == v.raw && n == c));
+                assert!(v
+                    .signal
+                    .choices
+                    .iter()
+                    .any(|(k, n)| i128::from(*k) == v.raw && n == c));
             }
         });
     }

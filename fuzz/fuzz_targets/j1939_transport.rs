@@ -26,7 +26,11 @@ fn frames(input: &[u8]) -> impl Iterator<Item = CanFrame> + '_ {
         let mut data = [0u8; 8];
         data.copy_from_slice(&c[4..12]);
         // A short frame now and then.
-        let len = if sel & 0x10 != 0 { usize::from(step % 9) } else { 8 };
+        let len = if sel & 0x10 != 0 {
+            usize::from(step % 9)
+        } else {
+            8
+        };
         CanFrame::new(id, true, &data[..len], t).expect("29-bit id")
     })
 }

@@ -269,6 +269,10 @@ impl Database {
     }
 }
 
+/// A signal's multiplexor (its index among the message's signals) and the raw
+/// values of it that select the signal.
+type Selector = (usize, Vec<(u64, u64)>);
+
 fn compile_message(
     dbc: &can_dbc::Dbc,
     m: &can_dbc::Message,
@@ -292,7 +296,7 @@ fn compile_message(
         .find(|s| s.multiplexer_indicator == MultiplexIndicator::Multiplexor);
 
     // Who selects each signal, and for which raw values.
-    let mut parent: Vec<Option<(usize, Vec<(u64, u64)>)>> = Vec::with_capacity(m.signals.len());
+    let mut parent: Vec<Option<Selector>> = Vec::with_capacity(m.signals.len());
     for s in &m.signals {
         let find = |name: &str| m.signals.iter().position(|x| x.name == name);
         let p = if let Some(x) = extended_mux.iter().find(|x| x.signal_name == s.name) {

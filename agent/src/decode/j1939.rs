@@ -927,25 +927,6 @@ mod tests {
     }
 
     #[test]
-    fn interleaved_bam_sessions_from_two_sources_both_complete() {
-        let a = bam(0x00, 5, 0, 50_000);
-        let b = bam(0x03, 7, 10_000, 50_000);
-        let mut frames: Vec<CanFrame> = a.into_iter().chain(b).collect();
-        frames.sort_by_key(|f| f.timestamp_us);
-        let mut d = J1939Decoder::new();
-        let mut got = Vec::new();
-        for f in &frames {
-            d.decode(f, |x| {
-                if let Decoded::Dm1 { source, dm1 } = x {
-                    got.push((source, dm1.codes.len()));
-                }
-            });
-        }
-        got.sort();
-        assert_eq!(got, vec![(0x00, 5), (0x03, 7)]);
-    }
-
-    #[test]
     fn rts_cts_session_reassembles_and_out_of_order_packet_aborts() {
         let payload: Vec<u8> = (0..20u8).collect();
         let pgn = 65251u32.to_le_bytes();
