@@ -64,6 +64,8 @@ pub async fn run(args: CanArgs) -> anyhow::Result<()> {
 }
 
 /// When `can record` stops by itself.
+// Without SocketCAN only the argument checks use these.
+#[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
 #[derive(Debug, Clone, Copy)]
 struct Limit {
     count: Option<u64>,
@@ -85,10 +87,10 @@ impl Limit {
 }
 
 /// One line of a log to play.
+#[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum PlayItem {
     Frame(fleet_hal::CanFrame),
-    #[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
     Error {
         class: u32,
         data: [u8; 8],
@@ -96,6 +98,7 @@ enum PlayItem {
     },
 }
 
+#[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
 impl PlayItem {
     fn timestamp_us(&self) -> u64 {
         match self {
@@ -106,6 +109,7 @@ impl PlayItem {
 }
 
 /// Parse a log line: `Ok(None)` for blank lines and comments.
+#[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
 fn parse_play_line(line: &str) -> Result<Option<PlayItem>, fleet_hal::candump::CandumpError> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
