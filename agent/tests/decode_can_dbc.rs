@@ -167,3 +167,36 @@ fn motorola_layouts_of_a_real_car_stay_inside_their_frames() {
         }
     }
 }
+
+/// A light-vehicle bus: engine speed in an 11-bit message, tagged with SPN 190.
+const CAR_DBC: &str = "VERSION \"\"\nNS_ :\nBS_:\nBU_: ECM\n\
+BO_ 513 ENGINE: 8 ECM\n SG_ RPM : 7|16@0+ (0.25,0) [0|16383.75] \"rpm\" Vector__XXX\n\
+ SG_ Gear : 16|4@1+ (1,0) [0|15] \"\" Vector__XXX\n\n\
+BA_DEF_ SG_ \"SPN\" INT 0 524287;\nBA_ \"SPN\" SG_ 513 RPM 190;\n";
+
+#[test]
+fn dbc_signals_with_an_spn_feed_the_rules_engine() {
+    use fleet_agent::pipeline::Processor;
+    use fleet_agent::rules::RulesConfig;
+    use fleet_hal::CanFrame;
+
+    let run = |with_dbc: bool| {
+        let mut p = Processor::new(RulesConfig::default());
+        if with_dbc {
+            p.set_dbc(Database::parse(CAR_DBC).expect("dbc"));
+        }
+        let mut out = Vec::new();
+        // 850 rpm (raw 3400 = 0x0D48, big-endian) at 10 Hz for 30 s.
+        for i in 0..300u64 {
+            let f = CanFrame::new(0x201, false, &[0x0D, 0x48, 3, 0, 0, 0, 0, 0], i * 100_000)
+                .expect("frame");
+            p.on_can(&f, i * 100, &mut out);
+        }
+        (p.engine().ignition(), p.dbc_stats())
+    };
+    let (ignition, stats) = run(true);
+    assert!(ignition, "engine speed from the DBC turns ignition on");
+    assert_eq!((stats.decoded, stats.unknown_id), (300, 0));
+    let (ignition, _) = run(false);
+    assert!(!ignition, "without the DBC the frames mean nothing");
+}

@@ -202,6 +202,16 @@ pub fn spn_info(spn: u32) -> Option<(&'static str, &'static str)> {
     SPNS.iter().find(|d| d.spn == spn).map(|d| (d.name, d.unit))
 }
 
+/// Whether [`J1939Decoder`] reads anything from this frame: a parameter group
+/// with known SPNs, DM1, or transport protocol.
+pub fn reads_frame(frame: &CanFrame) -> bool {
+    if !frame.extended || frame.rtr {
+        return false;
+    }
+    let pgn = parse_id(frame.id).pgn;
+    matches!(pgn, PGN_TP_CM | PGN_TP_DT | PGN_DM1) || has_spns(pgn)
+}
+
 /// Whether [`decode_spns`] knows anything in this PGN.
 pub fn has_spns(pgn: u32) -> bool {
     SPNS.iter().any(|d| d.pgn == pgn)

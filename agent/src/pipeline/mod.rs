@@ -382,6 +382,13 @@ pub async fn run_observed(
         flagged: sim.is_some(),
         last_check_ms: None,
     };
+    let dbc = match sources.can.as_ref().and_then(|c| c.dbc.as_ref()) {
+        Some(path) => Some(
+            crate::decode::dbc::Database::load(path)
+                .map_err(|e| anyhow::anyhow!("sources.can.dbc {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut started = start_sources(&sources, sim, &clock, &tx)?;
     drop(tx);
     if started.names.is_empty() {
@@ -417,6 +424,9 @@ pub async fn run_observed(
         recorded: 0,
     };
     let mut processor = Processor::new(rules);
+    if let Some(db) = dbc {
+        processor.set_dbc(db);
+    }
     let mut anchoring = gps_time::GpsAnchoring::new(clock.boot_id(), gps_time::BUILD_UNIX_MS);
     let mut progress = ProgressLog { last: Vec::new() };
     let mut buf = Vec::with_capacity(1024);

@@ -53,6 +53,10 @@ pub struct Processor {
     gps_time: Option<GpsTime>,
     /// Active OBD-II codes per ECU and mode, to report appearances and clears.
     obd_dtcs: Vec<(u32, u8, Dtc)>,
+    /// A user's DBC file (`[sources.can] dbc`): its signals with an `SPN`
+    /// attribute feed the rules, for frames the built-in J1939 decoder doesn't read.
+    dbc: Option<Box<crate::decode::dbc::Database>>,
+    dbc_stats: crate::decode::dbc::DecodeStats,
 }
 
 fn signal_for(spn: u32) -> Option<(Signal, f64)> {
@@ -126,7 +130,19 @@ impl Processor {
             bus_fps: 0,
             gps_time: None,
             obd_dtcs: Vec::new(),
+            dbc: None,
+            dbc_stats: Default::default(),
         }
+    }
+
+    /// Decode CAN frames with this DBC file too (see the `dbc` field).
+    pub fn set_dbc(&mut self, db: crate::decode::dbc::Database) {
+        self.dbc = Some(Box::new(db));
+    }
+
+    /// What the DBC decoder met: decoded frames, unknown ids, truncated signals.
+    pub fn dbc_stats(&self) -> crate::decode::dbc::DecodeStats {
+        self.dbc_stats
     }
 
     pub fn stats(&self) -> ProcessorStats {
@@ -199,6 +215,16 @@ impl Processor {
             }
             _ => {}
         });
+        if let Some(db) = &self.dbc {
+            if !crate::decode::j1939::reads_frame(frame) {
+                let engine = &mut self.engine;
+                db.decode(frame, &mut self.dbc_stats, |v| {
+                    if let Some((signal, scale)) = v.signal.spn.and_then(signal_for) {
+                        engine.signal(signal, v.value * scale, mono_ms, out);
+                    }
+                });
+            }
+        }
     }
 
     /// An NMEA line received at `mono_ms`.
