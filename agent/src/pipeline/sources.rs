@@ -165,12 +165,58 @@ impl LogTime {
 /// How often a replay reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Replays a candump log as the CAN bus.
-pub async fn candump_replay(ctx: SourceCtx, file: PathBuf, pace: Pace) -> Result<(), Stopped> {
-    let mut replay = match CandumpReplay::open(&file, pace).await {
+/// A log played back: the next item with its log time, or `None` at the end.
+trait Replay: Send {
+    fn next(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<(u64, Input)>, String>> + Send;
+    fn progress(&self) -> ReplayProgress;
+}
+
+impl Replay for CandumpReplay {
+    async fn next(&mut self) -> Result<Option<(u64, Input)>, String> {
+        match self.recv().await {
+            Ok(frame) => Ok(Some((frame.timestamp_us, Input::Can(frame)))),
+            Err(CanError::Closed) => {
+                if let Some((line, e)) = self.last_bad_line() {
+                    tracing::warn!(bad_lines = self.progress().bad_lines, last_line = line, error = %e, "malformed candump lines skipped");
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn progress(&self) -> ReplayProgress {
+        CandumpReplay::progress(self)
+    }
+}
+
+impl Replay for NmeaReplay {
+    async fn next(&mut self) -> Result<Option<(u64, Input)>, String> {
+        match self.next_line().await {
+            Ok((line, t_us)) => Ok(Some((t_us, Input::Nmea(line)))),
+            Err(NmeaError::Closed) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn progress(&self) -> ReplayProgress {
+        NmeaReplay::progress(self)
+    }
+}
+
+/// Plays `opened` to its end: items keep the log's spacing on the monotonic
+/// clock, progress goes out every few seconds, and the end is reported.
+async fn play<R: Replay>(
+    ctx: SourceCtx,
+    file: PathBuf,
+    opened: std::io::Result<R>,
+) -> Result<(), Stopped> {
+    let mut replay = match opened {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(source = ctx.name, file = %file.display(), error = %e, "cannot open the candump log");
+            tracing::error!(source = ctx.name, file = %file.display(), error = %e, "cannot open the log to replay");
             ctx.send_now(Input::Status(SourceStatus::Down(e.to_string())))
                 .await?;
             return ctx.send_now(Input::Status(SourceStatus::Closed)).await;
@@ -183,14 +229,11 @@ pub async fn candump_replay(ctx: SourceCtx, file: PathBuf, pace: Pace) -> Result
     };
     let mut reported = tokio::time::Instant::now();
     loop {
-        match replay.recv().await {
-            Ok(frame) => {
-                let mono = time.mono_ms(frame.timestamp_us);
-                ctx.send(mono, Input::Can(frame)).await?;
-            }
-            Err(CanError::Closed) => break,
+        match replay.next().await {
+            Ok(Some((log_us, input))) => ctx.send(time.mono_ms(log_us), input).await?,
+            Ok(None) => break,
             Err(e) => {
-                tracing::error!(source = ctx.name, error = %e, "candump log unreadable; replay ends here");
+                tracing::error!(source = ctx.name, file = %file.display(), error = %e, "log unreadable; the replay ends here");
                 break;
             }
         }
@@ -199,53 +242,22 @@ pub async fn candump_replay(ctx: SourceCtx, file: PathBuf, pace: Pace) -> Result
             ctx.send_now(Input::Status(SourceStatus::Progress(replay.progress())))
                 .await?;
         }
-    }
-    if let Some((line, e)) = replay.last_bad_line() {
-        tracing::warn!(source = ctx.name, bad_lines = replay.progress().bad_lines, last_line = line, error = %e, "malformed candump lines skipped");
     }
     ctx.send_now(Input::Status(SourceStatus::Progress(replay.progress())))
         .await?;
     ctx.send_now(Input::Status(SourceStatus::Closed)).await
 }
 
+/// Replays a candump log as the CAN bus.
+pub async fn candump_replay(ctx: SourceCtx, file: PathBuf, pace: Pace) -> Result<(), Stopped> {
+    let opened = CandumpReplay::open(&file, pace).await;
+    play(ctx, file, opened).await
+}
+
 /// Replays an NMEA log as the GNSS receiver.
 pub async fn nmea_replay(ctx: SourceCtx, file: PathBuf, pace: Pace) -> Result<(), Stopped> {
-    let mut replay = match NmeaReplay::open(&file, pace).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(source = ctx.name, file = %file.display(), error = %e, "cannot open the NMEA log");
-            ctx.send_now(Input::Status(SourceStatus::Down(e.to_string())))
-                .await?;
-            return ctx.send_now(Input::Status(SourceStatus::Closed)).await;
-        }
-    };
-    ctx.send_now(Input::Status(SourceStatus::Up)).await?;
-    let mut time = LogTime {
-        start_mono_ms: ctx.clock.mono_ms(),
-        first_us: None,
-    };
-    let mut reported = tokio::time::Instant::now();
-    loop {
-        match replay.next_line().await {
-            Ok((line, t_us)) => {
-                let mono = time.mono_ms(t_us);
-                ctx.send(mono, Input::Nmea(line)).await?;
-            }
-            Err(NmeaError::Closed) => break,
-            Err(e) => {
-                tracing::error!(source = ctx.name, error = %e, "NMEA log unreadable; replay ends here");
-                break;
-            }
-        }
-        if reported.elapsed() >= PROGRESS_EVERY {
-            reported = tokio::time::Instant::now();
-            ctx.send_now(Input::Status(SourceStatus::Progress(replay.progress())))
-                .await?;
-        }
-    }
-    ctx.send_now(Input::Status(SourceStatus::Progress(replay.progress())))
-        .await?;
-    ctx.send_now(Input::Status(SourceStatus::Closed)).await
+    let opened = NmeaReplay::open(&file, pace).await;
+    play(ctx, file, opened).await
 }
 
 /// NMEA from a receiver on a serial port, reopened when it goes away.
