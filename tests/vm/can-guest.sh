@@ -49,6 +49,19 @@ echo "== record"
 cat /tmp/rec.err
 echo "exit $rec_rc"
 
+# The interface goes down under the agent (an adapter unplugged, a link reset)
+# and comes back: it must say so once, retry with backoff and read again.
+ip link set vcan0 down
+sleep 3
+ip link set vcan0 up
+i=0
+until grep -q "CAN interface back" /tmp/agent.out || [ "$i" -gt 200 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+head -n 200 "$truck" > /tmp/after.log
+fleet-agent can play /tmp/after.log --interface vcan0 --speed 0 2>&1 || exit 16
+
 # Let the agent's pipeline drain, then stop it the way systemd does.
 sleep 1
 kill -TERM "$agent"
