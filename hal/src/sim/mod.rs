@@ -5,12 +5,14 @@
 //! gets the outputs due up to then, so tests can run hours of driving in
 //! milliseconds and the agent can pace it by any clock.
 
+mod emitter;
 pub mod j1939;
 pub mod nmea;
 pub mod road;
 pub mod script;
 
 use crate::can::CanFrame;
+use emitter::{EcuState, Emitter};
 use j1939::Dtc;
 use nmea::GnssFix;
 use rand::rngs::StdRng;
@@ -176,9 +178,7 @@ pub struct Vehicle {
     ignition_reported: bool,
     dtcs: Vec<Dtc>,
     gps_noise: (f64, f64),
-    next_due: [u64; 5],
-    next_fix_ms: i64,
-    pending: Vec<CanFrame>,
+    emitter: Emitter,
 }
 
 impl Vehicle {
@@ -187,6 +187,7 @@ impl Vehicle {
     /// is, its odometer, driver and schedule all come from `seed`.
     pub fn new(net: Arc<RoadNetwork>, spec: VehicleSpec, seed: u64, start_ms: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
+        let emitter = Emitter::new(spec.periods, start_ms);
         let home = net.depots[rng.gen_range(0..net.depots.len())];
         let n = net.nodes[home];
         let odometer_m = rng.gen_range(80_000.0..600_000.0) * 1000.0;
@@ -222,9 +223,7 @@ impl Vehicle {
             ignition_reported: false,
             dtcs: Vec::new(),
             gps_noise: (0.0, 0.0),
-            next_due: [start_ms; 5],
-            next_fix_ms: 0,
-            pending: Vec::new(),
+            emitter,
             net,
         };
         v.place_in_day();
@@ -683,91 +682,42 @@ impl Vehicle {
 
     fn emit(&mut self, wall_offset_ms: i64, out: &mut Vec<SimOutput>) {
         let now = self.t_ms;
-        let t_us = now * 1000;
-        let wall = now as i64 + wall_offset_ms;
-        if wall >= self.next_fix_ms {
-            self.next_fix_ms = wall - wall.rem_euclid(1000) + 1000;
-            self.gps_noise.0 = self.gps_noise.0 * 0.9 + self.rng.gen_range(-0.4..0.4);
-            self.gps_noise.1 = self.gps_noise.1 * 0.9 + self.rng.gen_range(-0.4..0.4);
-            let (lat, lon) = self
-                .net
-                .city
-                .to_lat_lon(self.x + self.gps_noise.0, self.y + self.gps_noise.1);
-            let fix = GnssFix {
-                time_ms: wall - wall.rem_euclid(1000),
-                lat,
-                lon,
-                alt_m: 4.0 + (self.x / 900.0).sin() * 3.0 + (self.y / 1300.0).cos() * 2.0,
-                speed_mps: self.v,
-                course_deg: self.heading,
-                sats: 8 + (now / 60_000 % 4) as u8,
-                hdop: 0.9 + (now / 30_000 % 5) as f64 * 0.1,
-            };
-            out.push(SimOutput::Nmea(nmea::rmc(&fix), t_us));
-            out.push(SimOutput::Nmea(nmea::gga(&fix), t_us));
-        }
-        if !self.ignition {
-            self.pending.clear();
-            return;
-        }
-        let p = self.spec.periods;
-        let kmh = self.v * 3.6;
-        let periods = [p.eec1, p.eec2, p.ccvs1, p.lfe, p.slow];
-        for (k, period) in periods.iter().enumerate() {
-            if now < self.next_due[k] {
-                continue;
-            }
-            self.next_due[k] = now + period;
-            // Several frames of one period fall into one physics step at high rates.
-            let repeats = (STEP_MS / period).max(1);
-            for r in 0..repeats {
-                let t = t_us - (repeats - 1 - r) * period * 1000;
-                match k {
-                    0 => out.push(SimOutput::Can(j1939::eec1(self.rpm, self.load, t))),
-                    1 => out.push(SimOutput::Can(j1939::eec2(self.pedal, self.load, t))),
-                    2 => out.push(SimOutput::Can(j1939::ccvs1(kmh, self.a < -0.3, t))),
-                    3 => out.push(SimOutput::Can(j1939::lfe(
-                        if self.rpm > 300.0 {
-                            2.6 + self.load * 0.38
-                        } else {
-                            0.0
-                        },
-                        t,
-                    ))),
-                    _ => self.emit_slow(t),
+        let (x, y, v, heading) = (self.x, self.y, self.v, self.heading);
+        let (rng, noise, city) = (&mut self.rng, &mut self.gps_noise, self.net.city);
+        self.emitter.gnss(
+            now,
+            wall_offset_ms,
+            |time_ms| {
+                noise.0 = noise.0 * 0.9 + rng.gen_range(-0.4..0.4);
+                noise.1 = noise.1 * 0.9 + rng.gen_range(-0.4..0.4);
+                let (lat, lon) = city.to_lat_lon(x + noise.0, y + noise.1);
+                GnssFix {
+                    time_ms,
+                    lat,
+                    lon,
+                    alt_m: 4.0 + (x / 900.0).sin() * 3.0 + (y / 1300.0).cos() * 2.0,
+                    speed_mps: v,
+                    course_deg: heading,
+                    sats: 8 + (now / 60_000 % 4) as u8,
+                    hdop: 0.9 + (now / 30_000 % 5) as f64 * 0.1,
                 }
-            }
-        }
-        // Slow groups and transport packets, some of them scheduled in earlier steps.
-        for f in self.pending.iter() {
-            if f.timestamp_us <= t_us {
-                out.push(SimOutput::Can(*f));
-            }
-        }
-        self.pending.retain(|f| f.timestamp_us > t_us);
-    }
-
-    fn emit_slow(&mut self, t: u64) {
-        let frames = [
-            j1939::et1(self.coolant, t),
-            j1939::dd(self.fuel_l / self.spec.tank_l * 100.0, t),
-            j1939::hours(self.engine_h, t),
-            j1939::vd(self.odometer_m / 1000.0, t),
-            j1939::vdhr(self.odometer_m, t),
-            j1939::lfc(self.fuel_used_l, t),
-            j1939::vep1(self.battery, t),
-        ];
-        self.pending.extend_from_slice(&frames);
-        let lamps = if self.dtcs.is_empty() { 0x00 } else { 0x04 };
-        let payload = j1939::dm1_payload(lamps, &self.dtcs);
-        self.pending.extend(j1939::broadcast(
-            6,
-            j1939::PGN_DM1,
-            j1939::SA_ENGINE,
-            &payload,
-            t,
-            50_000,
-        ));
+            },
+            out,
+        );
+        let ecu = EcuState {
+            rpm: self.rpm,
+            load: self.load,
+            pedal: self.pedal,
+            speed_mps: self.v,
+            braking: self.a < -0.3,
+            coolant: self.coolant,
+            fuel_level_pct: self.fuel_l / self.spec.tank_l * 100.0,
+            engine_h: self.engine_h,
+            odometer_m: self.odometer_m,
+            fuel_used_l: self.fuel_used_l,
+            battery: self.battery,
+        };
+        self.emitter.bus(now, self.ignition, &ecu, &self.dtcs, out);
     }
 
     pub fn ignition(&self) -> bool {

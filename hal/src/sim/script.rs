@@ -5,10 +5,10 @@
 //! exercises the real decoders and rules, and a test can compute by hand what
 //! the drive must produce.
 
-use super::j1939::{self, Dtc};
-use super::nmea::{self, GnssFix};
+use super::emitter::{EcuState, Emitter};
+use super::j1939::Dtc;
+use super::nmea::GnssFix;
 use super::{FramePeriods, SimOutput, Truth, STEP_MS};
-use crate::can::CanFrame;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -68,13 +68,19 @@ pub struct ScriptStart {
 /// Metres per degree of latitude.
 const M_PER_DEG: f64 = 111_320.0;
 
+/// `x` metres east and `y` north of the start, in degrees.
+fn lat_lon(start: &ScriptStart, x: f64, y: f64) -> (f64, f64) {
+    let lat = start.lat + y / M_PER_DEG;
+    let lon = start.lon + x / (M_PER_DEG * start.lat.to_radians().cos());
+    (lat, lon)
+}
+
 pub struct ScriptedVehicle {
     script: Vec<Manoeuvre>,
     next: usize,
     /// The manoeuvre under way and when it ends (for timed ones).
     current: Option<(Manoeuvre, u64)>,
     start: ScriptStart,
-    periods: FramePeriods,
     rng: StdRng,
     t_ms: u64,
     x: f64,
@@ -95,9 +101,7 @@ pub struct ScriptedVehicle {
     coolant: f64,
     dtcs: Vec<Dtc>,
     noise: (f64, f64),
-    next_due: [u64; 5],
-    next_fix_ms: i64,
-    pending: Vec<CanFrame>,
+    emitter: Emitter,
 }
 
 impl ScriptedVehicle {
@@ -106,7 +110,6 @@ impl ScriptedVehicle {
             script,
             next: 0,
             current: None,
-            periods: FramePeriods::STANDARD,
             rng: StdRng::seed_from_u64(seed),
             t_ms: start_ms,
             x: 0.0,
@@ -127,9 +130,7 @@ impl ScriptedVehicle {
             coolant: 20.0,
             dtcs: Vec::new(),
             noise: (0.0, 0.0),
-            next_due: [start_ms; 5],
-            next_fix_ms: 0,
-            pending: Vec::new(),
+            emitter: Emitter::new(FramePeriods::STANDARD, start_ms),
             start,
         }
     }
@@ -140,7 +141,7 @@ impl ScriptedVehicle {
     }
 
     pub fn truth(&self) -> Truth {
-        let (lat, lon) = self.lat_lon(0.0, 0.0);
+        let (lat, lon) = lat_lon(&self.start, self.x, self.y);
         Truth {
             t_ms: self.t_ms,
             lat,
@@ -156,12 +157,6 @@ impl ScriptedVehicle {
             fuel_used_l: self.fuel_used_l,
             battery_v: self.battery,
         }
-    }
-
-    fn lat_lon(&self, dx: f64, dy: f64) -> (f64, f64) {
-        let lat = self.start.lat + (self.y + dy) / M_PER_DEG;
-        let lon = self.start.lon + (self.x + dx) / (M_PER_DEG * self.start.lat.to_radians().cos());
-        (lat, lon)
     }
 
     /// Run the script up to `t_ms`, as [`super::Vehicle::advance_to`] does.
@@ -284,90 +279,45 @@ impl ScriptedVehicle {
         self.coolant += (88.0 - self.coolant) * dt / 240.0;
     }
 
-    fn fuel_rate(&self) -> f64 {
-        if self.rpm > 300.0 {
-            2.6 + self.load * 0.38
-        } else {
-            0.0
-        }
-    }
-
     fn emit(&mut self, wall_offset_ms: i64, out: &mut Vec<SimOutput>) {
         let now = self.t_ms;
-        let t_us = now * 1000;
-        let wall = now as i64 + wall_offset_ms;
-        if wall >= self.next_fix_ms {
-            self.next_fix_ms = wall - wall.rem_euclid(1000) + 1000;
-            let sigma = self.start.gps_noise_m;
-            self.noise.0 = self.noise.0 * 0.9 + self.rng.gen_range(-0.4..0.4) * sigma;
-            self.noise.1 = self.noise.1 * 0.9 + self.rng.gen_range(-0.4..0.4) * sigma;
-            let (lat, lon) = self.lat_lon(self.noise.0, self.noise.1);
-            let fix = GnssFix {
-                time_ms: wall - wall.rem_euclid(1000),
-                lat,
-                lon,
-                alt_m: 5.0,
-                speed_mps: self.v,
-                course_deg: self.heading,
-                sats: 9,
-                hdop: 0.9,
-            };
-            out.push(SimOutput::Nmea(nmea::rmc(&fix), t_us));
-            out.push(SimOutput::Nmea(nmea::gga(&fix), t_us));
-        }
-        if !self.ignition {
-            self.pending.clear();
-            return;
-        }
-        let p = self.periods;
-        let periods = [p.eec1, p.eec2, p.ccvs1, p.lfe, p.slow];
-        for (k, period) in periods.iter().enumerate() {
-            if now < self.next_due[k] {
-                continue;
-            }
-            self.next_due[k] = now + period;
-            let repeats = (STEP_MS / period).max(1);
-            for r in 0..repeats {
-                let t = t_us - (repeats - 1 - r) * period * 1000;
-                let frame = match k {
-                    0 => j1939::eec1(self.rpm, self.load, t),
-                    1 => j1939::eec2(self.load * 0.8, self.load, t),
-                    2 => j1939::ccvs1(self.v * 3.6, self.a < -0.3, t),
-                    3 => j1939::lfe(self.fuel_rate(), t),
-                    _ => {
-                        self.emit_slow(t);
-                        continue;
-                    }
-                };
-                out.push(SimOutput::Can(frame));
-            }
-        }
-        for f in self.pending.iter().filter(|f| f.timestamp_us <= t_us) {
-            out.push(SimOutput::Can(*f));
-        }
-        self.pending.retain(|f| f.timestamp_us > t_us);
-    }
-
-    fn emit_slow(&mut self, t: u64) {
-        self.pending.extend_from_slice(&[
-            j1939::et1(self.coolant, t),
-            j1939::dd(self.fuel_l / self.start.tank_l * 100.0, t),
-            j1939::hours(self.engine_h, t),
-            j1939::vd(self.odometer_m / 1000.0, t),
-            j1939::vdhr(self.odometer_m, t),
-            j1939::lfc(self.fuel_used_l, t),
-            j1939::vep1(self.battery, t),
-        ]);
-        let lamps = if self.dtcs.is_empty() { 0x00 } else { 0x04 };
-        let payload = j1939::dm1_payload(lamps, &self.dtcs);
-        self.pending.extend(j1939::broadcast(
-            6,
-            j1939::PGN_DM1,
-            j1939::SA_ENGINE,
-            &payload,
-            t,
-            50_000,
-        ));
+        let (start, x, y, v, heading) = (self.start, self.x, self.y, self.v, self.heading);
+        let (rng, noise) = (&mut self.rng, &mut self.noise);
+        self.emitter.gnss(
+            now,
+            wall_offset_ms,
+            |time_ms| {
+                let sigma = start.gps_noise_m;
+                noise.0 = noise.0 * 0.9 + rng.gen_range(-0.4..0.4) * sigma;
+                noise.1 = noise.1 * 0.9 + rng.gen_range(-0.4..0.4) * sigma;
+                let (lat, lon) = lat_lon(&start, x + noise.0, y + noise.1);
+                GnssFix {
+                    time_ms,
+                    lat,
+                    lon,
+                    alt_m: 5.0,
+                    speed_mps: v,
+                    course_deg: heading,
+                    sats: 9,
+                    hdop: 0.9,
+                }
+            },
+            out,
+        );
+        let ecu = EcuState {
+            rpm: self.rpm,
+            load: self.load,
+            pedal: self.load * 0.8,
+            speed_mps: self.v,
+            braking: self.a < -0.3,
+            coolant: self.coolant,
+            fuel_level_pct: self.fuel_l / self.start.tank_l * 100.0,
+            engine_h: self.engine_h,
+            odometer_m: self.odometer_m,
+            fuel_used_l: self.fuel_used_l,
+            battery: self.battery,
+        };
+        self.emitter.bus(now, self.ignition, &ecu, &self.dtcs, out);
     }
 }
 
