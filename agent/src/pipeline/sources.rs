@@ -478,6 +478,44 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_ignition_wire_reports_its_level_then_each_debounced_edge() {
+        use fleet_hal::ignition::{DebouncedIgnition, SimPin};
+        let pin = SimPin::new(true);
+        let input =
+            DebouncedIgnition::new(pin.clone(), false, Duration::from_millis(200)).expect("pin");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::SimClock::new(
+            fleet_protocol::BootId::random(),
+            0,
+            0,
+            1.0,
+        ));
+        let ctx = SourceCtx {
+            index: 0,
+            name: "ignition",
+            tx,
+            clock,
+        };
+        let task = tokio::spawn(ignition(ctx, input));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A 50 ms dip while cranking is not an edge; key off is.
+        pin.set_high(false);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pin.set_high(true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pin.set_high(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        task.abort();
+        let mut levels = Vec::new();
+        while let Ok(s) = rx.try_recv() {
+            if let Input::Ignition(on) = s.input {
+                levels.push(on);
+            }
+        }
+        assert_eq!(levels, [true, false]);
+    }
+
     #[test]
     fn reopening_backs_off_from_half_a_second_to_thirty() {
         let mut o = Outage::new("x");
