@@ -5,11 +5,11 @@
 //! altitude, within the precision gpsd prints.
 //!
 //! Deliberate differences, asserted rather than ignored:
-//! - gpsd 3.22 moves any date before its own build date forward by 1024-week GPS
-//!   eras (the 2010 u-blox log comes out in 2030). We keep the receiver's date, so
-//!   a replayed log stays when it was recorded; the rules layer marks times before
-//!   the agent's build date instead. Our time must differ from gpsdecode's by a
-//!   whole number of eras and never otherwise.
+//! - gpsd 3.22 moves any date before the last GPS week-number wrap (2019-04-06)
+//!   forward by a 1024-week era (the 2010 u-blox log comes out in 2030). By default
+//!   we keep the receiver's date, so a replayed log stays when it was recorded, and
+//!   our times differ from gpsdecode's by whole eras and never otherwise; with
+//!   `--rollover-floor 2019-04-06` ours are gpsd's to the millisecond.
 //! - gpsd estimates a speed from successive positions when an epoch has no RMC or
 //!   VTG; we report only the receiver's own speed.
 //!
@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bounded::run_bounded;
 use fleet_agent::cli::decode::nmea::decode_nmea_file;
+use fleet_agent::decode::nmea::{Date, LAST_WEEK_ROLLOVER};
 use serde_json::Value as Json;
 
 const LOGS: &[&str] = &[
@@ -86,8 +87,12 @@ fn run_gpsdecode(exe: &str, log: &Path) -> Vec<Json> {
 }
 
 fn ours(log: &Path) -> Vec<Json> {
+    ours_with_floor(log, None)
+}
+
+fn ours_with_floor(log: &Path, floor: Option<Date>) -> Vec<Json> {
     let mut out = Vec::new();
-    decode_nmea_file(log, &mut out).expect("decodes");
+    decode_nmea_file(log, floor, &mut out).expect("decodes");
     json_lines(&String::from_utf8(out).expect("utf-8"))
 }
 
@@ -108,13 +113,11 @@ fn close(a: &Json, b: &Json, tolerance: f64) -> bool {
     }
 }
 
-/// Checks one gpsd TPV against ours at the same time, give or take the 1024-week
-/// eras gpsd adds to dates before its build (or, in the `.chk`, its regression
-/// reference) date. `epoch_final` says gpsd reported it after the whole epoch
-/// (the `.chk`); `gpsdecode` may report before the epoch's RMC.
-/// Returns whether a speed was compared.
-fn check_tpv(name: &str, gpsd: &Json, mine: &[Json], epoch_final: bool) -> bool {
-    let eras = true;
+/// Checks one gpsd TPV against ours at the same time, give or take (with `eras`)
+/// the 1024-week eras gpsd adds to early dates. `epoch_final` says gpsd reported
+/// it after the whole epoch (the `.chk`); `gpsdecode` may report before the
+/// epoch's RMC. Returns whether a speed was compared.
+fn check_tpv(name: &str, gpsd: &Json, mine: &[Json], epoch_final: bool, eras: bool) -> bool {
     let t = unix_ms(gpsd["time"].as_str().expect("time"));
     let same_time = |o: &&Json| {
         o["time"].as_str().is_some_and(|s| {
@@ -172,6 +175,7 @@ fn fixes_match_gpsdecode_on_every_fixture_log() {
     for name in LOGS {
         let log = fixtures().join(name);
         let mine = ours(&log);
+        let like_gpsd = ours_with_floor(&log, Some(LAST_WEEK_ROLLOVER));
         let theirs = run_gpsdecode(exe, &log);
         let mut untimed = 0;
         for gpsd in tpvs(&theirs) {
@@ -179,7 +183,8 @@ fn fixes_match_gpsdecode_on_every_fixture_log() {
                 untimed += 1;
                 continue;
             }
-            speeds += usize::from(check_tpv(name, gpsd, &mine, false));
+            speeds += usize::from(check_tpv(name, gpsd, &like_gpsd, false, false));
+            check_tpv(name, gpsd, &mine, false, true);
             compared += 1;
             fixes += usize::from(gpsd["mode"].as_u64() >= Some(2));
             let t = unix_ms(gpsd["time"].as_str().expect("time"));
@@ -200,10 +205,7 @@ fn fixes_match_gpsdecode_on_every_fixture_log() {
         compared > 100 && fixes > 100 && speeds > 50,
         "too little compared"
     );
-    assert!(
-        shifted > 0,
-        "gpsd 3.22 is expected to shift pre-build dates"
-    );
+    assert!(shifted > 0, "gpsd 3.22 is expected to shift pre-2019 dates");
 }
 
 #[test]
@@ -240,7 +242,8 @@ fn fixes_match_the_committed_gpsd_regression_output() {
             epoch_tpvs.push(t);
         }
         for gpsd in &epoch_tpvs {
-            check_tpv(name, gpsd, &mine, true);
+            // gpsd's regression runs used an older floor: 1999 moved, 2010 not.
+            check_tpv(name, gpsd, &mine, true, true);
             compared += 1;
         }
     }
@@ -327,6 +330,26 @@ fn cli_prints_one_json_line_per_report_and_a_summary() {
     assert_eq!(first_fix["time"], "2013-04-01T03:01:29.000Z", "{first_fix}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 bad"), "{stderr}");
+
+    let floored = Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args(["decode", "nmea", "--rollover-floor", "2019-04-06"])
+        .arg(&log)
+        .output()
+        .expect("run fleet-agent");
+    let floored = json_lines(&String::from_utf8(floored.stdout).expect("utf-8"));
+    let first = tpvs(&floored).find(|o| o["mode"] == 3).expect("a 3D fix");
+    assert_eq!(
+        first["time"], "2032-11-15T03:01:29.000Z",
+        "as gpsdecode says"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
+        .args(["decode", "nmea", "--rollover-floor", "2019-13-01"])
+        .arg(&log)
+        .output()
+        .expect("run fleet-agent");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("2019-13-01"));
 
     let missing = Command::new(env!("CARGO_BIN_EXE_fleet-agent"))
         .args(["decode", "nmea", "/nonexistent/drive.nmea"])

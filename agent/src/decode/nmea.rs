@@ -19,6 +19,18 @@ pub const MAX_SENTENCE_LEN: usize = 200;
 
 const KNOTS_TO_MPS: f64 = 1852.0 / 3600.0;
 
+/// One GPS era: the 10-bit week number that older receivers count wraps after
+/// 1024 weeks, and a receiver that misses the wrap reports dates this much early.
+pub const GPS_ERA_MS: i64 = 1024 * 7 * 86_400_000;
+
+/// The last week-number wrap (2019-04-06/07): no receiver working today can be
+/// right about a date before it, which is what gpsd assumes.
+pub const LAST_WEEK_ROLLOVER: Date = Date {
+    year: 2019,
+    month: 4,
+    day: 6,
+};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NmeaError {
     #[error("not a sentence: no leading '$'")]
@@ -773,6 +785,8 @@ struct Epoch {
 pub struct FixAssembler {
     epoch: Epoch,
     date: Option<Date>,
+    /// Dates before this (Unix ms) are moved forward by whole GPS eras.
+    rollover_floor_ms: Option<i64>,
     gsa_mode: Option<u8>,
     gsa_hdop: Option<f64>,
     /// Well-formed sentences that were decoded.
@@ -788,6 +802,20 @@ pub struct FixAssembler {
 impl FixAssembler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Treats any time before `floor` as a receiver that missed a GPS week-number
+    /// wrap and moves it forward by whole 1024-week eras, as gpsd does (with
+    /// [`LAST_WEEK_ROLLOVER`] as the floor it gives gpsd's times). Without a floor,
+    /// times are the receiver's, so a replayed old log keeps its own dates.
+    pub fn with_rollover_floor(mut self, floor: Date) -> Self {
+        self.rollover_floor_ms = Some(floor.unix_ms(TimeOfDay {
+            hour: 0,
+            minute: 0,
+            second: 0,
+            millis: 0,
+        }));
+        self
     }
 
     /// The last date seen (from RMC or ZDA): lets a clock be set from GPS.
@@ -936,10 +964,17 @@ impl FixAssembler {
 
     fn epoch_utc_ms(&self, time: TimeOfDay) -> Option<i64> {
         let rmc_date = self.epoch.rmc.and_then(|r| r.date);
-        rmc_date
+        let ms = rmc_date
             .or(self.epoch.zda_date)
             .or(self.date)
-            .map(|d| d.unix_ms(time))
+            .map(|d| d.unix_ms(time))?;
+        Some(match self.rollover_floor_ms {
+            // The fewest whole eras that bring the time to the floor or past it.
+            Some(floor) if ms < floor => {
+                ms + (floor - ms + GPS_ERA_MS - 1) / GPS_ERA_MS * GPS_ERA_MS
+            }
+            _ => ms,
+        })
     }
 
     /// Emit what the current epoch holds, if it has a position.
@@ -1276,6 +1311,41 @@ mod tests {
                     day: 4
                 })
             })
+        );
+    }
+
+    #[test]
+    fn rollover_floor_moves_week_wrap_dates_forward_by_whole_eras() {
+        let lines = [
+            "$GPRMC,000231.42,A,4829.0005,N,00022.0016,E,0.16,212.28,220899,,,A*59",
+            "$GPRMC,083723.00,A,5155.55442,N,00434.65873,E,0.2,,210810,,,A",
+            "$GPRMC,000345.03,A,4808.9993,N,01135.0798,E,000.1,000.0,070419,003.0,E,A*33",
+        ];
+        let times = |asm: &mut FixAssembler| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| {
+                    asm.push_line(l);
+                    rfc3339(asm.flush().and_then(|f| f.utc_ms).expect("dated fix"))
+                })
+                .collect()
+        };
+        assert_eq!(
+            times(&mut FixAssembler::new()),
+            [
+                "1999-08-22T00:02:31.420Z",
+                "2010-08-21T08:37:23.000Z",
+                "2019-04-07T00:03:45.030Z"
+            ]
+        );
+        // gpsd's answers for the same sentences.
+        assert_eq!(
+            times(&mut FixAssembler::new().with_rollover_floor(LAST_WEEK_ROLLOVER)),
+            [
+                "2019-04-07T00:02:31.420Z",
+                "2030-04-06T08:37:23.000Z",
+                "2019-04-07T00:03:45.030Z"
+            ]
         );
     }
 

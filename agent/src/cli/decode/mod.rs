@@ -28,6 +28,11 @@ pub enum DecodeCommand {
     Nmea {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Move dates before this day (YYYY-MM-DD) forward by 1024-week GPS eras,
+        /// for receivers that missed a week-number wrap; 2019-04-06 gives gpsd's
+        /// times. Without it, dates are the receiver's.
+        #[arg(long, value_name = "DATE")]
+        rollover_floor: Option<String>,
     },
     /// A candump log (`-l` or default text format) decoded by a DBC file, one
     /// JSON object per decoded message; unknown ids and bad lines are counted.
@@ -61,8 +66,15 @@ pub async fn run(args: DecodeArgs) -> anyhow::Result<()> {
                 summary.errors
             );
         }
-        DecodeCommand::Nmea { file } => {
-            let s = nmea::decode_nmea_file(&file, &mut out)?;
+        DecodeCommand::Nmea {
+            file,
+            rollover_floor,
+        } => {
+            let floor = rollover_floor
+                .as_deref()
+                .map(nmea::parse_date)
+                .transpose()?;
+            let s = nmea::decode_nmea_file(&file, floor, &mut out)?;
             out.flush()?;
             eprintln!(
                 "{}: {} sentences ({} without checksum), {} bad, {} ignored; {} TPV ({} with a fix), {} SKY",

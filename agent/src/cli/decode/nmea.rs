@@ -4,8 +4,9 @@
 //! epoch that had GSA or GSV, with gpsd's field names (`time`, `lat`, `lon`,
 //! `alt`/`altMSL`, `speed` in m/s, `track`, `mode`, `status`, `hdop`, `pdop`,
 //! `vdop`, `uSat`, `nSat`) so output can be compared with `gpsdecode -j` directly.
-//! Times are the receiver's: unlike gpsd, no 1024-week correction is applied, so a
-//! replayed 2010 log stays in 2010.
+//! Times are the receiver's unless a rollover floor is given: gpsd moves any date
+//! before the last GPS week-number wrap forward by 1024-week eras, which makes a
+//! replayed 2010 log come out in 2030; `--rollover-floor 2019-04-06` does the same.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Map, Value as Json};
 
-use crate::decode::nmea::{mode, status, FixAssembler, Report, Sky, Tpv};
+use crate::decode::nmea::{mode, status, Date, FixAssembler, Report, Sky, Tpv};
 
 /// What a log held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,12 +29,39 @@ pub struct NmeaSummary {
     pub sky: u64,
 }
 
+/// `YYYY-MM-DD`, as `--rollover-floor` takes it.
+pub fn parse_date(s: &str) -> anyhow::Result<Date> {
+    let bad = || anyhow::anyhow!("not a date: {s:?} (want YYYY-MM-DD)");
+    let mut it = s.splitn(3, '-');
+    let mut next = || {
+        it.next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(bad)
+    };
+    let (year, month, day) = (next()?, next()?, next()?);
+    let (Ok(month), Ok(day)) = (u8::try_from(month), u8::try_from(day)) else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1980 {
+        return Err(bad());
+    }
+    Ok(Date { year, month, day })
+}
+
 /// Decodes the log at `path`, one JSON object per report to `out`. `#` comment
-/// lines (the header of gpsd's test logs) are skipped.
-pub fn decode_nmea_file(path: &Path, out: &mut impl Write) -> anyhow::Result<NmeaSummary> {
+/// lines (the header of gpsd's test logs) are skipped. With `rollover_floor`,
+/// earlier dates are moved forward by whole GPS eras, as gpsd does.
+pub fn decode_nmea_file(
+    path: &Path,
+    rollover_floor: Option<Date>,
+    out: &mut impl Write,
+) -> anyhow::Result<NmeaSummary> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = std::io::BufReader::new(file);
     let mut asm = FixAssembler::new();
+    if let Some(floor) = rollover_floor {
+        asm = asm.with_rollover_floor(floor);
+    }
     let mut summary = NmeaSummary::default();
     let mut line = Vec::with_capacity(256);
     let mut write_err: Option<std::io::Error> = None;
