@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleet_hal::elm327::{
-    AdapterError, Connector, Elm327, Elm327Config, Elm327Error, ReconnectBackoff, Reconnecting,
+    mode01_requests, AdapterError, Connector, Elm327, Elm327Config, Elm327Error, ReconnectBackoff,
+    Reconnecting, MAX_PIDS_PER_REQUEST,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -322,41 +323,54 @@ async fn segmented_vin_and_dtc_list_assemble_per_ecu_with_headers_on() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn requests_of_at_most_six_pids_pass_an_ecu_that_refuses_seven() {
-    // An older ECU answers "?" to a request for more than six PIDs.
-    let (io, log) = spawn_adapter(vec![("010C0D0504111F2F", Act::Reply("?".into()))]);
+async fn seven_pids_go_out_as_requests_an_ecu_refusing_more_than_six_answers() {
+    let seven = "010C0D0504111F2F";
+    let (io, log) = spawn_adapter(vec![
+        // An older ECU: more than six PIDs in one request is refused.
+        (seven, Act::Reply("?".into())),
+        (
+            "010C0D0504111F",
+            Act::Reply(
+                "7E8 10 0F 41 0C 1A F8 0D 37\r7E8 21 05 7B 04 80 11 80 1F\r7E8 22 00 10 CC CC CC CC CC"
+                    .into(),
+            ),
+        ),
+        ("012F", Act::Reply("7E8 03 41 2F 5C".into())),
+    ]);
     let mut elm = Elm327::init(io, config()).await.expect("init");
     elm.discover().await.expect("discovery");
-    let wanted = [0x0C, 0x0D, 0x05, 0x04, 0x11, 0x1F, 0x2F];
     assert!(matches!(
-        elm.query("010C0D0504111F2F").await,
+        elm.query(seven).await,
         Err(Elm327Error::Adapter {
             source: AdapterError::Unknown,
             ..
         })
     ));
-    let requests = fleet_hal::elm327::mode01_requests(&wanted);
-    assert!(requests.len() >= 2, "{requests:?}");
-    let mut asked = Vec::new();
+    let wanted = [0x0C, 0x0D, 0x05, 0x04, 0x11, 0x1F, 0x2F];
+    let requests = mode01_requests(&wanted);
+    assert_eq!(requests, ["010C0D0504111F", "012F"]);
+    let mut payloads = Vec::new();
     for r in &requests {
-        let pids = r.strip_prefix("01").expect("mode 01");
-        assert!(
-            pids.len() <= 2 * fleet_hal::elm327::MAX_PIDS_PER_REQUEST,
-            "{r}"
-        );
-        for i in (0..pids.len()).step_by(2) {
-            asked.push(u8::from_str_radix(&pids[i..i + 2], 16).expect("hex"));
-        }
-        // The fake answers each with "?" for unknown multi-PID commands; what
-        // matters is that the adapter saw no request above six.
-        let _ = elm.query(r).await;
+        let (msgs, errs) = elm.query(r).await.expect("answered");
+        assert!(errs.is_empty(), "{r}: {errs:?}");
+        payloads.extend(msgs.into_iter().map(|m| m.payload));
     }
-    assert_eq!(asked, wanted);
+    assert_eq!(
+        payloads,
+        [
+            vec![
+                0x41, 0x0C, 0x1A, 0xF8, 0x0D, 0x37, 0x05, 0x7B, 0x04, 0x80, 0x11, 0x80, 0x1F, 0x00,
+                0x10
+            ],
+            vec![0x41, 0x2F, 0x5C]
+        ]
+    );
     let sent = log.lock().unwrap().clone();
-    let too_long: Vec<_> = sent
-        .iter()
-        .skip_while(|c| c.as_str() != requests[0])
-        .filter(|c| c.starts_with("01") && c.len() > 2 + 12)
-        .collect();
-    assert!(too_long.is_empty(), "{too_long:?}");
+    let after_refusal: Vec<_> = sent.iter().skip_while(|c| *c != seven).skip(1).collect();
+    assert!(
+        after_refusal
+            .iter()
+            .all(|c| !c.starts_with("01") || c.len() <= 2 + 2 * MAX_PIDS_PER_REQUEST),
+        "{after_refusal:?}"
+    );
 }
