@@ -7,7 +7,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use fleet_protocol::prometheus::{parse, Sample};
-use fleet_tests::process::{free_port, wait_for};
+use fleet_tests::process::{free_port, wait_for, Guarded};
 use fleet_tests::services::{AgentDir, ServerProcess};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -61,6 +61,33 @@ fn write_token(path: &Path, token: &str) -> Result<()> {
     Ok(())
 }
 
+/// A provisioned device's first `run`: a token file, a config naming it and a
+/// metrics port; returns the running agent, the token file and the port.
+fn first_boot(
+    dir: &Path,
+    agent: &mut AgentDir,
+    server_url: &str,
+    token: &str,
+    seed: &str,
+) -> Result<(Guarded, std::path::PathBuf, u16)> {
+    let token_file = dir.join("enroll.token");
+    write_token(&token_file, token)?;
+    let config = dir.join("config.toml");
+    let port = free_port()?;
+    write_config(&config, server_url, &token_file, port)?;
+    let config_arg = config.to_str().context("utf-8 path")?;
+    let run = agent.run(&[
+        "--config",
+        config_arg,
+        "--simulate",
+        "--seed",
+        seed,
+        "--speed",
+        "200",
+    ])?;
+    Ok((run, token_file, port))
+}
+
 #[test]
 fn offline_first_boot_records_then_enrolls_deletes_the_token_and_syncs_the_backlog() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -71,23 +98,9 @@ fn offline_first_boot_records_then_enrolls_deletes_the_token_and_syncs_the_backl
     let (tenant_id, api_key) = server.create_tenant("first boot")?;
     let token = server.create_token(&tenant_id, 1)?;
 
-    let token_file = tmp.path().join("enroll.token");
-    write_token(&token_file, &token)?;
-    let config = tmp.path().join("config.toml");
-    let port = free_port()?;
-    write_config(&config, &server.url(), &token_file, port)?;
-
     // First boot with no server: the agent must stay up and record.
-    let config_arg = config.to_str().context("utf-8 path")?;
-    let mut run = agent.run(&[
-        "--config",
-        config_arg,
-        "--simulate",
-        "--seed",
-        "5",
-        "--speed",
-        "200",
-    ])?;
+    let (mut run, token_file, port) =
+        first_boot(tmp.path(), &mut agent, &server.url(), &token, "5")?;
     let offline = wait_for(
         "events recorded and enrollment retried while offline",
         Duration::from_secs(30),
@@ -169,21 +182,13 @@ fn a_refused_token_is_kept_and_retried_rarely_while_the_device_records() -> Resu
     server.create_tenant("refused")?;
     server.start()?;
 
-    let token_file = tmp.path().join("enroll.token");
-    write_token(&token_file, "not-a-token-the-server-issued")?;
-    let config = tmp.path().join("config.toml");
-    let port = free_port()?;
-    write_config(&config, &server.url(), &token_file, port)?;
-    let config_arg = config.to_str().context("utf-8 path")?;
-    let mut run = agent.run(&[
-        "--config",
-        config_arg,
-        "--simulate",
-        "--seed",
+    let (mut run, token_file, port) = first_boot(
+        tmp.path(),
+        &mut agent,
+        &server.url(),
+        "not-a-token-the-server-issued",
         "6",
-        "--speed",
-        "200",
-    ])?;
+    )?;
     wait_for(
         "events recorded after the refusal",
         Duration::from_secs(30),

@@ -106,36 +106,17 @@ fn build_package(dir: &Path) -> Result<PathBuf> {
 fn fake_root(dir: &Path) -> Result<PathBuf> {
     let root = dir.to_owned();
     let arch = host_arch()?;
-    write(
-        &root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000::/home/pi:/bin/bash\n",
-        0o644,
-    )?;
-    write(
-        &root.join("etc/group"),
-        "root:x:0:\ndialout:x:20:pi\nvideo:x:44:pi\npi:x:1000:\n",
-        0o644,
-    )?;
-    write(
-        &root.join("etc/shadow"),
-        "root:*:19000:0:99999:7:::\npi:*:19000:0:99999:7:::\n",
-        0o640,
-    )?;
-    write(
-        &root.join("etc/gshadow"),
-        "root:*::\ndialout:*::pi\nvideo:*::pi\npi:!::\n",
-        0o640,
-    )?;
-    write(
-        &root.join("var/lib/dpkg/status"),
-        &format!("Package: base-files\nStatus: install ok installed\nArchitecture: {arch}\nVersion: 12\n\n"),
-        0o644,
-    )?;
-    write(
-        &root.join("boot/firmware/config.txt"),
-        "[all]\narm_64bit=1\n",
-        0o755,
-    )?;
+    let files = [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000::/home/pi:/bin/bash\n".to_owned(), 0o644),
+        ("etc/group", "root:x:0:\ndialout:x:20:pi\nvideo:x:44:pi\npi:x:1000:\n".to_owned(), 0o644),
+        ("etc/shadow", "root:*:19000:0:99999:7:::\npi:*:19000:0:99999:7:::\n".to_owned(), 0o640),
+        ("etc/gshadow", "root:*::\ndialout:*::pi\nvideo:*::pi\npi:!::\n".to_owned(), 0o640),
+        ("var/lib/dpkg/status", format!("Package: base-files\nStatus: install ok installed\nArchitecture: {arch}\nVersion: 12\n\n"), 0o644),
+        ("boot/firmware/config.txt", "[all]\narm_64bit=1\n".to_owned(), 0o755),
+    ];
+    for (path, text, mode) in files {
+        write(&root.join(path), &text, mode)?;
+    }
     Ok(root)
 }
 
