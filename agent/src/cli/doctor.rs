@@ -137,13 +137,13 @@ async fn run_checks(args: &DoctorArgs) -> Vec<Check> {
     }
     let timeout = Duration::from_secs(args.timeout.max(1));
     let where_from = path.map_or("defaults".to_owned(), |p| p.display().to_string());
+    let role = match cfg.device.role {
+        crate::config::Role::Vehicle => "vehicle",
+        crate::config::Role::Kiosk => "kiosk",
+    };
     let mut out = vec![Check::ok(
         "config",
-        format!(
-            "{where_from}: version {}, role {:?}",
-            cfg.version, cfg.device.role
-        )
-        .to_lowercase(),
+        format!("{where_from}: version {}, role {role}", cfg.version),
     )];
     out.push(bounded("can", timeout, check_can(&cfg)).await);
     out.push(bounded("elm327", timeout * 3, check_elm327(&cfg)).await);
