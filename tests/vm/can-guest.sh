@@ -25,17 +25,17 @@ agent=$!
 fleet-agent can record --interface vcan0 --count "$played" --duration 120 /tmp/rec.log 2>/tmp/rec.err &
 rec=$!
 
-# Play only once the agent reads the bus; the recorder binds within the same wait.
+# Play only once the agent and the recorder both read the bus.
 i=0
-until grep -q "reading CAN interface" /tmp/agent.out; do
+until grep -q "reading CAN interface" /tmp/agent.out && grep -q "recording vcan0" /tmp/rec.err; do
     i=$((i + 1))
-    if [ "$i" -gt 300 ] || ! kill -0 "$agent" 2>/dev/null; then
+    if [ "$i" -gt 300 ] || ! kill -0 "$agent" 2>/dev/null || ! kill -0 "$rec" 2>/dev/null; then
         echo "== agent-log"; cat /tmp/agent.out
+        echo "== record"; cat /tmp/rec.err
         exit 11
     fi
     sleep 0.1
 done
-sleep 0.5
 
 echo "== play"
 date +%s
@@ -79,7 +79,11 @@ fleet-agent events --json --data "$data"
 # either recorded or counted as dropped.
 fleet-agent can record --interface vcan0 /tmp/stalled.log 2>/tmp/stalled.err &
 stalled=$!
-sleep 1
+i=0
+until grep -q "recording vcan0" /tmp/stalled.err || [ "$i" -gt 300 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
 kill -STOP "$stalled"
 fleet-agent can play "$truck" --interface vcan0 --speed 0 2>&1 || exit 14
 kill -CONT "$stalled"

@@ -147,6 +147,7 @@ mod imp {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
+        eprintln!("recording {interface} to {}", path.display());
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let deadline = limit.duration.map(|d| tokio::time::Instant::now() + d);
