@@ -277,7 +277,9 @@ pub fn pieces(line: &str) -> impl Iterator<Item = (&str, bool)> {
         if rest.is_empty() {
             return None;
         }
-        let next = rest[1..].find('$').map(|i| i + 1);
+        // Past the first character, which may be the '$' itself or any noise.
+        let skip = rest.chars().next().map_or(0, char::len_utf8);
+        let next = rest[skip..].find('$').map(|i| i + skip);
         let (piece, after) = match next {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -1391,6 +1393,16 @@ mod tests {
         assert_eq!((asm.sentences, asm.bad), (1, 1));
         let fix = asm.flush().expect("GLL gives a fix");
         assert!((fix.lat - 26.636213).abs() < 1e-6, "{}", fix.lat);
+    }
+
+    #[test]
+    fn noise_that_is_not_ascii_before_a_sentence_is_one_bad_piece() {
+        // Found by the nmea_lines fuzz target: a multi-byte character first.
+        let mut asm = FixAssembler::new();
+        asm.push_line("\u{729}QGSV,7,056$GPZDA,201530.00,04,07,2002,00,00*60");
+        assert_eq!((asm.bad, asm.sentences), (1, 1));
+        asm.push_line("\u{fffd}\u{fffd}");
+        assert_eq!(asm.bad, 2);
     }
 
     #[test]
