@@ -52,6 +52,7 @@ pub struct AgentConfig {
     pub sync: SyncConfig,
     pub metrics: MetricsConfig,
     pub device: DeviceConfig,
+    pub power: crate::power::PowerConfig,
     /// Enroll at first start, for devices provisioned with a token in their config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<EnrollmentConfig>,
@@ -69,6 +70,7 @@ impl Default for AgentConfig {
             sync: SyncConfig::default(),
             metrics: MetricsConfig::default(),
             device: DeviceConfig::default(),
+            power: crate::power::PowerConfig::default(),
             enrollment: None,
             sources: SourcesConfig::default(),
             rules: RulesConfig::default(),
@@ -301,6 +303,7 @@ impl AgentConfig {
         } else if self.version == 0 {
             errs.push(format!("version must be {CONFIG_VERSION}"));
         }
+        errs.extend(self.power.problems());
         if self.data_dir.as_os_str().is_empty() {
             errs.push("data_dir must not be empty".into());
         }

@@ -7,6 +7,7 @@ use crate::config::{AgentConfig, EnrollmentConfig};
 use crate::identity::{self, EnrollError, EnrollOptions, Identity, IdentityError};
 use crate::metrics;
 use crate::pipeline::{self, SimOptions};
+use crate::power;
 use crate::store::Store;
 use crate::sync;
 use crate::sync::backoff::Backoff;
@@ -15,6 +16,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -111,6 +113,7 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     )
     .await;
 
+    let hold_up = start_hold_up(&cfg, &clock, pipeline_stats.clone(), stop_tx.clone());
     let mut pipeline_task = tokio::spawn(pipeline::run_observed(
         store.clone(),
         clock.clone(),
@@ -133,6 +136,10 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     watcher.abort();
     watchdog.abort();
+    let ignition_stop = hold_up.is_some_and(|(task, fired)| {
+        task.abort();
+        fired.load(Ordering::SeqCst)
+    });
     if let Some(t) = metrics_task {
         t.abort();
     }
@@ -158,7 +165,41 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     sync_result?;
     flushed?;
     closed?;
+    if ignition_stop {
+        power::power_off(&cfg.power.poweroff_command).await;
+    }
     Ok(())
+}
+
+/// Watch the ignition and stop the agent once it has been off for the hold-up
+/// time (`[power] ignition_off_stop_s`). The flag says whether it did.
+fn start_hold_up(
+    cfg: &AgentConfig,
+    clock: &SharedClock,
+    stats: pipeline::StatsHandle,
+    stop: watch::Sender<bool>,
+) -> Option<(JoinHandle<()>, Arc<AtomicBool>)> {
+    let after_s = cfg.power.ignition_off_stop_s;
+    if after_s == 0 {
+        return None;
+    }
+    let clock = clock.clone();
+    let fired = Arc::new(AtomicBool::new(false));
+    let flag = fired.clone();
+    let task = tokio::spawn(async move {
+        let mut hold_up = power::HoldUp::new(after_s);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if hold_up.observe(stats.get().processor.ignition_on, clock.mono_ms()) {
+                tracing::info!(after_s, "ignition off for the hold-up time; stopping");
+                flag.store(true, Ordering::SeqCst);
+                let _ = stop.send(true);
+                return;
+            }
+        }
+    });
+    Some((task, fired))
 }
 
 fn default_clock(simulate: Option<&SimOptions>) -> SharedClock {

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod power;
 pub mod rules;
 pub mod store;
 pub mod sync;

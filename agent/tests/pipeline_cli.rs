@@ -149,3 +149,89 @@ fn a_speed_without_a_replay_or_a_simulation_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--speed needs"), "{stderr}");
 }
+
+#[test]
+fn ignition_off_for_the_hold_up_time_stops_the_agent_and_powers_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let marker = dir.path().join("powered-off");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n\
+             [metrics]\nenabled = false\n\
+             [power]\nignition_off_stop_s = 2\n\
+             poweroff_command = [\"/bin/sh\", \"-c\", \"echo off > '{}'\"]\n",
+            marker.display()
+        ),
+    )
+    .expect("config");
+    // The truck idles for the 10 s of the log (ignition inferred from its engine
+    // speed); after the log the bus is silent, as when the key is turned.
+    let child = agent()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .args(["--replay-can", TRUCK_LOG, "--speed", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = wait_within(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ignition off for the hold-up time"),
+        "{stderr}"
+    );
+    let flushed = stderr.find("store flushed").expect("flushed");
+    let powered = stderr.find("powering off").expect("powered off");
+    assert!(flushed < powered, "powered off before the flush: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("the command ran"),
+        "off\n"
+    );
+    let kinds = kinds(data.to_str().expect("utf-8"));
+    let on = kinds.iter().position(|k| k == "ignition_on");
+    let off = kinds.iter().position(|k| k == "ignition_off");
+    assert!(on.is_some() && on < off, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "dtc_set").count(),
+        4,
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn a_box_that_boots_with_the_ignition_off_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "version = 1\n[metrics]\nenabled = false\n[power]\nignition_off_stop_s = 1\n",
+    )
+    .expect("config");
+    let mut child = agent()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "stopped although the ignition was never seen on"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = wait_within(child, Duration::from_secs(10));
+    assert!(out.status.success());
+}

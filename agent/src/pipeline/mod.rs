@@ -390,7 +390,10 @@ pub async fn run_observed(
         None => None,
     };
     let mut started = start_sources(&sources, sim, &clock, &tx)?;
-    drop(tx);
+    // Unless asked to exit at the end, the channel stays open after every replay
+    // has ended, so the rules keep running on time alone (the engine falls
+    // silent, the ignition goes off, the hold-up stops the agent) as on a bus.
+    let _keep_open = (!sources.exit_at_end).then_some(tx);
     if started.names.is_empty() {
         tracing::info!("no sources are configured; the pipeline is idle");
         while !*shutdown.borrow() {

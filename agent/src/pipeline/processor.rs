@@ -23,6 +23,8 @@ pub struct ProcessorStats {
     pub obd_readings: u64,
     /// CAN frames in the last whole second; 0 once the bus falls silent.
     pub bus_frames_per_s: u32,
+    /// The ignition as the rules see it: the wire, or inferred from the engine.
+    pub ignition_on: bool,
 }
 
 /// Bus activity is measured over windows this long.
@@ -157,6 +159,7 @@ impl Processor {
             gpsd_fixes: self.gpsd_fixes,
             obd_readings: self.obd_readings,
             bus_frames_per_s: self.bus_fps,
+            ignition_on: self.engine.ignition(),
         }
     }
 
