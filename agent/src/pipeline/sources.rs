@@ -419,6 +419,24 @@ mod tests {
         assert_eq!(t.mono_ms(1_635_188_400_000_000), 5_000);
     }
 
+    /// The first source of a pipeline on a simulated clock, and what it sends.
+    fn sim_ctx(name: &'static str) -> (SourceCtx, mpsc::Receiver<Stamped>) {
+        let (tx, rx) = mpsc::channel(16);
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::SimClock::new(
+            fleet_protocol::BootId::random(),
+            0,
+            0,
+            1.0,
+        ));
+        let ctx = SourceCtx {
+            index: 0,
+            name,
+            tx,
+            clock,
+        };
+        (ctx, rx)
+    }
+
     struct Script(std::vec::IntoIter<Result<CanFrame, CanError>>);
 
     impl CanSource for Script {
@@ -441,19 +459,7 @@ mod tests {
             ]
             .into_iter(),
         );
-        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        let clock: SharedClock = std::sync::Arc::new(crate::clock::SimClock::new(
-            fleet_protocol::BootId::random(),
-            0,
-            0,
-            1.0,
-        ));
-        let ctx = SourceCtx {
-            index: 0,
-            name: "can",
-            tx,
-            clock,
-        };
+        let (ctx, mut rx) = sim_ctx("can");
         let recorder = Recorder::create(&path, "can0").expect("create");
         can_live(ctx, script, Some(recorder)).await.ok();
         let mut seen = Vec::new();
@@ -484,19 +490,7 @@ mod tests {
         let pin = SimPin::new(true);
         let input =
             DebouncedIgnition::new(pin.clone(), false, Duration::from_millis(200)).expect("pin");
-        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        let clock: SharedClock = std::sync::Arc::new(crate::clock::SimClock::new(
-            fleet_protocol::BootId::random(),
-            0,
-            0,
-            1.0,
-        ));
-        let ctx = SourceCtx {
-            index: 0,
-            name: "ignition",
-            tx,
-            clock,
-        };
+        let (ctx, mut rx) = sim_ctx("ignition");
         let task = tokio::spawn(ignition(ctx, input));
         tokio::time::sleep(Duration::from_secs(1)).await;
         // A 50 ms dip while cranking is not an edge; key off is.
