@@ -15,6 +15,22 @@ fn agent() -> Command {
     c
 }
 
+/// `fleet-agent run`, its stderr kept for the assertions.
+fn run() -> Command {
+    let mut c = agent();
+    c.arg("run").stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+/// Asks `child` to stop as systemd does.
+fn sigterm(child: &Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+}
+
 /// Waits for `child` at most `limit`; kills it and fails past that.
 fn wait_within(mut child: Child, limit: Duration) -> Output {
     let t0 = Instant::now();
@@ -55,9 +71,8 @@ fn kinds(data: &str) -> Vec<String> {
 fn an_unpaced_replay_runs_to_the_end_of_the_log_and_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8");
-    let child = agent()
+    let child = run()
         .args([
-            "run",
             "--data",
             data,
             "--replay-can",
@@ -66,8 +81,6 @@ fn an_unpaced_replay_runs_to_the_end_of_the_log_and_exits() {
             "0",
             "--exit-at-end",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let out = wait_within(child, Duration::from_secs(30));
@@ -90,27 +103,13 @@ fn an_unpaced_replay_runs_to_the_end_of_the_log_and_exits() {
 fn sigterm_mid_replay_stops_within_the_bound_with_what_was_seen_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8");
-    let child = agent()
-        .args([
-            "run",
-            "--data",
-            data,
-            "--replay-can",
-            TRUCK_LOG,
-            "--speed",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let child = run()
+        .args(["--data", data, "--replay-can", TRUCK_LOG, "--speed", "1"])
         .spawn()
         .expect("spawn");
     // The DM1 codes come with the first second of the 10 s log.
     std::thread::sleep(Duration::from_secs(3));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    sigterm(&child);
     let stopping = Instant::now();
     let out = wait_within(child, Duration::from_secs(10));
     assert!(
@@ -169,14 +168,12 @@ fn ignition_off_for_the_hold_up_time_stops_the_agent_and_powers_off() {
     .expect("config");
     // The truck idles for the 10 s of the log (ignition inferred from its engine
     // speed); after the log the bus is silent, as when the key is turned.
-    let child = agent()
-        .args(["run", "--config"])
+    let child = run()
+        .arg("--config")
         .arg(&config)
         .arg("--data")
         .arg(&data)
         .args(["--replay-can", TRUCK_LOG, "--speed", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let out = wait_within(child, Duration::from_secs(60));
@@ -213,13 +210,11 @@ fn a_box_that_boots_with_the_ignition_off_keeps_running() {
         "version = 1\n[metrics]\nenabled = false\n[power]\nignition_off_stop_s = 1\n",
     )
     .expect("config");
-    let mut child = agent()
-        .args(["run", "--config"])
+    let mut child = run()
+        .arg("--config")
         .arg(&config)
         .arg("--data")
         .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_secs(4));
@@ -227,11 +222,7 @@ fn a_box_that_boots_with_the_ignition_off_keeps_running() {
         child.try_wait().expect("wait").is_none(),
         "stopped although the ignition was never seen on"
     );
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    sigterm(&child);
     let out = wait_within(child, Duration::from_secs(10));
     assert!(out.status.success());
 }
