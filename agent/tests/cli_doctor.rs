@@ -14,6 +14,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod elm327;
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -230,16 +232,6 @@ async fn an_unreachable_server_and_a_waiting_token_are_reported_not_hidden() {
     assert!(e["detail"].as_str().unwrap().contains("waiting"), "{e}");
 }
 
-/// The ELM327 emulator from the `FLEET_TEST_PYTHON` venv on a pseudo-terminal.
-struct Emulator(std::process::Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_elm327_that_answers_ati_passes() {
     let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -258,34 +250,8 @@ async fn an_elm327_that_answers_ati_passes() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out_file = dir.path().join("elm.out");
-    let mut child = Command::new(&py)
-        .args(["-m", "elm", "-s", "car", "-b"])
-        .arg(&out_file)
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start emulator");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"echo READY\n").expect("setup");
-    }
-    let _guard = Emulator(child);
-    let started = Instant::now();
-    let pty = loop {
-        let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-        if text.lines().any(|l| l.trim() == "READY") {
-            break text.lines().next().unwrap_or_default().trim().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "emulator not ready: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let emulator = elm327::start(&py, dir.path(), "", Duration::from_secs(20));
+    let pty = &emulator.pty;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data");
     let config = dir.path().join("config.toml");

@@ -6,12 +6,12 @@
 //! under `CI=true`); `tests/run`
 //! installs them from `tests/requirements.txt` and sets `FLEET_TEST_PYTHON`.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+
+mod elm327;
 
 /// The whole test stays well inside this.
 const STEP_LIMIT: Duration = Duration::from_secs(25);
@@ -61,37 +61,8 @@ fn python() -> Option<String> {
     ok.then_some(py)
 }
 
-/// The emulator process; killed when dropped.
-struct Emulator {
-    child: Child,
-    pty: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_emulator(py: &str, dir: &Path) -> Emulator {
-    let out = dir.join("elm.out");
-    let child = Command::new(py)
-        .args(["-m", "elm", "-s", "car", "-b"])
-        .arg(&out)
-        // The emulator writes its elm.log into the working directory.
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start elm327-emulator");
-    // Owned by the guard at once, so a failing assertion below still kills it.
-    let mut emulator = Emulator {
-        child,
-        pty: String::new(),
-    };
-    // Batch mode runs each stdin line as an emulator command or Python statement.
+/// The emulator's batch-mode setup: every answer pinned, the VIN and the DTCs.
+fn emulator_setup() -> String {
     let mut setup = String::new();
     for (pid, data) in PINNED {
         let size = data.split_whitespace().count();
@@ -110,29 +81,7 @@ fn start_emulator(py: &str, dir: &Path) -> Emulator {
     // both clients are compared on a standard reply. (Our decoder also reads the
     // emulator's count-less form; see `dtc_reply_without_count_byte_decodes_all_codes`.)
     setup.push_str("import elm.obd_message as m; m.DTC_STORED[:] = ['03', '0133', 'C196', '0234']; m.DTC_PENDING[:] = ['01', '0300']\n");
-    setup.push_str("echo READY\n");
-    emulator
-        .child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(setup.as_bytes())
-        .expect("write emulator setup");
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.lines().any(|l| l.trim() == "READY") {
-            let pty = text.lines().next().unwrap_or_default().trim().to_string();
-            assert!(pty.starts_with("/dev/"), "emulator printed {text:?}");
-            emulator.pty = pty;
-            return emulator;
-        }
-        assert!(
-            started.elapsed() < STEP_LIMIT,
-            "emulator not ready: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    setup
 }
 
 /// Runs a command to completion within [`STEP_LIMIT`], returning its stdout.
@@ -182,7 +131,7 @@ fn values_dtcs_and_vin_equal_python_obd_on_the_same_emulator() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let emulator = start_emulator(&py, dir.path());
+    let emulator = elm327::start(&py, dir.path(), &emulator_setup(), STEP_LIMIT);
 
     let theirs: Json = serde_json::from_str(&run_bounded(Command::new(&py).args([
         "-c",

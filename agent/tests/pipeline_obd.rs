@@ -10,10 +10,11 @@ use fleet_agent::pipeline::{self, Elm327SourceConfig, SourcesConfig, StatsHandle
 use fleet_agent::rules::RulesConfig;
 use fleet_agent::store::{Store, StoreOptions};
 use fleet_protocol::{BootId, Event, EventData};
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod elm327;
 
 const LIMIT: Duration = Duration::from_secs(40);
 
@@ -25,17 +26,7 @@ emulator.answer['SPEED'] = '<header>7E8</header><size>03</size><data>41 0D 37</d
 emulator.answer['COOLANT_TEMP'] = '<header>7E8</header><size>03</size><data>41 05 7B</data>'
 emulator.answer['FUEL_LEVEL'] = '<header>7E8</header><size>03</size><data>41 2F 5C</data>'
 import elm.obd_message as m; m.DTC_STORED[:] = ['03', '0133', 'C196', '0234']; m.DTC_PENDING[:] = ['01', '0300']
-echo READY
 ";
-
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python() -> Option<String> {
     let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -46,37 +37,6 @@ fn python() -> Option<String> {
         .status()
         .is_ok_and(|s| s.success())
         .then_some(py)
-}
-
-/// Starts the emulator in `dir`; returns it with the pty it serves.
-fn emulate(py: &str, dir: &std::path::Path) -> (Emulator, String) {
-    let out = dir.join("elm.out");
-    let mut child = Command::new(py)
-        .args(["-m", "elm", "-s", "car", "-b"])
-        .arg(&out)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start elm327-emulator");
-    let stdin = child.stdin.take();
-    let emulator = Emulator(child);
-    stdin
-        .expect("stdin")
-        .write_all(SETUP.as_bytes())
-        .expect("emulator setup");
-    let t0 = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.lines().any(|l| l.trim() == "READY") {
-            let pty = text.lines().next().unwrap_or_default().trim().to_owned();
-            assert!(pty.starts_with("/dev/"), "emulator printed {text:?}");
-            return (emulator, pty);
-        }
-        assert!(t0.elapsed() < LIMIT, "emulator not ready: {text:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn codes(events: &[Event], kind: &str, pending: bool) -> Vec<String> {
@@ -106,7 +66,7 @@ async fn an_emulated_car_turns_the_ignition_on_and_reports_its_trouble_codes() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_emulator, pty) = emulate(&py, dir.path());
+    let emulator = elm327::start(&py, dir.path(), SETUP, LIMIT);
 
     let boot = BootId::random();
     let store = Store::open(dir.path(), boot, StoreOptions::default()).expect("store");
@@ -122,7 +82,7 @@ async fn an_emulated_car_turns_the_ignition_on_and_reports_its_trouble_codes() {
         clock,
         SourcesConfig {
             elm327: Some(Elm327SourceConfig {
-                port: pty,
+                port: emulator.pty.clone(),
                 baud: 38_400,
                 pids: Vec::new(),
                 interval_ms: 250,
