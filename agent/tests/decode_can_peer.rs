@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+mod python_peer;
+
 const STEP_LIMIT: Duration = Duration::from_secs(60);
 
 fn fixture(rel: &str) -> PathBuf {
@@ -33,25 +35,7 @@ fn fleet_dbc() -> PathBuf {
 
 /// python3 with cantools, or `None` (a skip) outside CI.
 fn cantools(test: &str) -> Option<String> {
-    let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import cantools"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: python3 with cantools is required under CI=true (tests/requirements.txt)"
-    );
-    eprintln!(
-        "SKIPPED {test}: python3 with cantools not found \
-         (pip install -r tests/requirements.txt, or set FLEET_TEST_PYTHON)"
-    );
-    None
+    python_peer::with("cantools", "cantools", test)
 }
 
 /// Runs `cmd` to completion within [`STEP_LIMIT`], killing it otherwise.

@@ -17,8 +17,9 @@
 //! `CI=true`; `tests/run` installs it from `tests/requirements.txt`.
 
 mod bounded;
+mod python_peer;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bounded::run_bounded;
@@ -28,28 +29,6 @@ use serde_json::Value as Json;
 const SEED: &str = "20260601";
 const CASES_PER_PID: usize = 64;
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn python() -> Option<String> {
-    let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import obd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "python-OBD is missing under CI=true: tests/run installs tests/requirements.txt"
-    );
-    eprintln!(
-        "SKIPPED obd decoder peer test: python3 with `obd==0.7.3` not found \
-         (pip install -r tests/requirements.txt, or set FLEET_TEST_PYTHON)"
-    );
-    None
-}
 
 fn python_obd_cases(py: &str) -> Vec<Json> {
     let script = concat!(
@@ -160,7 +139,7 @@ fn check_case(case: &Json) {
 
 #[test]
 fn every_mode_01_pid_decodes_like_python_obd_on_random_payloads() {
-    let Some(py) = python() else {
+    let Some(py) = python_peer::with("obd", "`obd==0.7.3`", "obd decoder peer test") else {
         return;
     };
     let cases = python_obd_cases(&py);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 mod elm327;
+mod python_peer;
 
 /// The whole test stays well inside this.
 const STEP_LIMIT: Duration = Duration::from_secs(25);
@@ -45,21 +46,6 @@ out["VIN"] = v.decode() if isinstance(v, (bytes, bytearray)) else v
 c.close()
 print(json.dumps(out))
 "#;
-
-fn python() -> Option<String> {
-    let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import obd, elm"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || std::env::var("CI").as_deref() != Ok("true"),
-        "python-OBD or elm327-emulator is missing under CI=true: tests/run installs tests/requirements.txt"
-    );
-    ok.then_some(py)
-}
 
 /// The emulator's batch-mode setup: every answer pinned, the VIN and the DTCs.
 fn emulator_setup() -> String {
@@ -123,11 +109,11 @@ fn python_obd_vin(vin: &str) -> String {
 
 #[test]
 fn values_dtcs_and_vin_equal_python_obd_on_the_same_emulator() {
-    let Some(py) = python() else {
-        eprintln!(
-            "SKIPPED obd peer test: python3 with `obd==0.7.3` and `elm327-emulator` not found \
-             (pip install -r tests/requirements.txt, or set FLEET_TEST_PYTHON)"
-        );
+    let Some(py) = python_peer::with(
+        "obd, elm",
+        "`obd==0.7.3` and `elm327-emulator`",
+        "obd peer test",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

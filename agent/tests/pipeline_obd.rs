@@ -10,11 +10,11 @@ use fleet_agent::pipeline::{self, Elm327SourceConfig, SourcesConfig, StatsHandle
 use fleet_agent::rules::RulesConfig;
 use fleet_agent::store::{Store, StoreOptions};
 use fleet_protocol::{BootId, Event, EventData};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod elm327;
+mod python_peer;
 
 const LIMIT: Duration = Duration::from_secs(40);
 
@@ -27,17 +27,6 @@ emulator.answer['COOLANT_TEMP'] = '<header>7E8</header><size>03</size><data>41 0
 emulator.answer['FUEL_LEVEL'] = '<header>7E8</header><size>03</size><data>41 2F 5C</data>'
 import elm.obd_message as m; m.DTC_STORED[:] = ['03', '0133', 'C196', '0234']; m.DTC_PENDING[:] = ['01', '0300']
 ";
-
-fn python() -> Option<String> {
-    let py = std::env::var("FLEET_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    Command::new(&py)
-        .args(["-c", "import elm"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(py)
-}
 
 fn codes(events: &[Event], kind: &str, pending: bool) -> Vec<String> {
     let mut out: Vec<String> = events
@@ -54,15 +43,7 @@ fn codes(events: &[Event], kind: &str, pending: bool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emulated_car_turns_the_ignition_on_and_reports_its_trouble_codes() {
-    let Some(py) = python() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 with elm327-emulator is missing (tests/requirements.txt)"
-        );
-        eprintln!(
-            "SKIPPED pipeline obd test: python3 with `elm327-emulator` not found \
-             (pip install -r tests/requirements.txt, or set FLEET_TEST_PYTHON)"
-        );
+    let Some(py) = python_peer::with("elm", "`elm327-emulator`", "pipeline obd test") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
