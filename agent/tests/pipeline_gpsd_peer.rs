@@ -5,15 +5,13 @@
 //! Skipped, with a message, when gpsfake or gpsd is missing, except under
 //! `CI=true`; `tests/run` installs both.
 
-use fleet_agent::clock::{SharedClock, SimClock};
-use fleet_agent::pipeline::{self, GnssConfig, SourcesConfig, StatsHandle};
-use fleet_agent::rules::RulesConfig;
-use fleet_agent::store::{Store, StoreOptions};
-use fleet_protocol::{BootId, EventData};
+use fleet_agent::pipeline::{GnssConfig, SourcesConfig};
+use fleet_protocol::EventData;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod pipeline_run;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const UBLOX_LOG: &str = concat!(
@@ -71,53 +69,26 @@ async fn fixes_from_a_real_gpsd_fed_a_ublox_log_are_that_receivers_positions() {
             .expect("start gpsfake"),
     );
 
-    let boot = BootId::random();
-    let store = Store::open(dir.path(), boot, StoreOptions::default()).expect("store");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64;
-    let clock: SharedClock = Arc::new(SimClock::new(boot, 5_000, now, 1.0));
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let stats = StatsHandle::default();
-    let task = tokio::spawn(pipeline::run_observed(
-        store.clone(),
-        clock,
-        SourcesConfig {
-            gnss: Some(GnssConfig {
-                serial: None,
-                baud: 9_600,
-                gpsd: Some(format!("127.0.0.1:{port}")),
-            }),
-            ..SourcesConfig::default()
-        },
-        RulesConfig::default(),
-        None,
-        1,
-        shutdown,
-        stats.clone(),
-    ));
-    let t0 = Instant::now();
-    while stats.get().processor.gpsd_fixes < 10 {
-        assert!(t0.elapsed() < LIMIT, "{:?}", stats.get());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.send(true).expect("pipeline listening");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops within its bound")
-        .expect("joined")
-        .expect("pipeline ran");
-
-    let mut positions = Vec::new();
-    let mut after = 0;
-    while let Some(b) = store.read_batch(after, 1000).await.expect("read") {
-        after = b.last_seq;
-        positions.extend(b.events.into_iter().filter_map(|e| match e.data {
+    let sources = SourcesConfig {
+        gnss: Some(GnssConfig {
+            serial: None,
+            baud: 9_600,
+            gpsd: Some(format!("127.0.0.1:{port}")),
+        }),
+        ..SourcesConfig::default()
+    };
+    let (_, events) =
+        pipeline_run::run_until(dir.path(), sources, LIMIT, Duration::from_secs(5), |s| {
+            s.processor.gpsd_fixes >= 10
+        })
+        .await;
+    let positions: Vec<_> = events
+        .into_iter()
+        .filter_map(|e| match e.data {
             EventData::Position(p) => Some(p),
             _ => None,
-        }));
-    }
+        })
+        .collect();
     assert!(!positions.is_empty());
     // The receiver stood in Rotterdam (the fixture's first RMC: 51.925907 N,
     // 4.5776455 E) with a few metres of noise.

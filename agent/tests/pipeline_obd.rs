@@ -5,15 +5,12 @@
 //! Skipped, with a message, when python3 with `elm327-emulator` is missing, except
 //! under `CI=true`; `tests/run` installs it and sets `FLEET_TEST_PYTHON`.
 
-use fleet_agent::clock::{SharedClock, SimClock};
-use fleet_agent::pipeline::{self, Elm327SourceConfig, SourcesConfig, StatsHandle};
-use fleet_agent::rules::RulesConfig;
-use fleet_agent::store::{Store, StoreOptions};
-use fleet_protocol::{BootId, Event, EventData};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use fleet_agent::pipeline::{Elm327SourceConfig, SourcesConfig};
+use fleet_protocol::{Event, EventData};
+use std::time::Duration;
 
 mod elm327;
+mod pipeline_run;
 mod python_peer;
 
 const LIMIT: Duration = Duration::from_secs(40);
@@ -49,55 +46,23 @@ async fn an_emulated_car_turns_the_ignition_on_and_reports_its_trouble_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let emulator = elm327::start(&py, dir.path(), SETUP, LIMIT);
 
-    let boot = BootId::random();
-    let store = Store::open(dir.path(), boot, StoreOptions::default()).expect("store");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64;
-    let clock: SharedClock = Arc::new(SimClock::new(boot, 5_000, now, 1.0));
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let stats = StatsHandle::default();
-    let task = tokio::spawn(pipeline::run_observed(
-        store.clone(),
-        clock,
-        SourcesConfig {
-            elm327: Some(Elm327SourceConfig {
-                port: emulator.pty.clone(),
-                baud: 38_400,
-                pids: Vec::new(),
-                interval_ms: 250,
-                dtc_interval_s: 1,
-            }),
-            ..SourcesConfig::default()
-        },
-        RulesConfig::default(),
-        None,
-        1,
-        shutdown,
-        stats.clone(),
-    ));
-    let t0 = Instant::now();
+    let sources = SourcesConfig {
+        elm327: Some(Elm327SourceConfig {
+            port: emulator.pty.clone(),
+            baud: 38_400,
+            pids: Vec::new(),
+            interval_ms: 250,
+            dtc_interval_s: 1,
+        }),
+        ..SourcesConfig::default()
+    };
     // Two rounds of trouble codes and a few of readings.
-    while stats.get().processor.obd_readings < 12 {
-        assert!(t0.elapsed() < LIMIT, "{:?}", stats.get());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.send(true).expect("pipeline listening");
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("stops within its bound")
-        .expect("joined")
-        .expect("pipeline ran");
-    let s = stats.get();
+    let (s, events) =
+        pipeline_run::run_until(dir.path(), sources, LIMIT, Duration::from_secs(10), |s| {
+            s.processor.obd_readings >= 12
+        })
+        .await;
     assert_eq!(s.sources[0].state, "up", "{s:?}");
-
-    let mut events = Vec::new();
-    let mut after = 0;
-    while let Some(b) = store.read_batch(after, 1000).await.expect("read") {
-        after = b.last_seq;
-        events.extend(b.events);
-    }
     assert!(
         events.iter().any(|e| e.kind.as_str() == "ignition_on"),
         "1726 rpm means the engine runs: {:?}",
