@@ -631,6 +631,23 @@ pub struct Fix {
     pub quality: u8,
 }
 
+impl Fix {
+    /// The fix without its time of day, as every GNSS source hands it on.
+    pub fn gnss(&self) -> fleet_hal::GnssFix {
+        fleet_hal::GnssFix {
+            utc_ms: self.utc_ms,
+            lat: self.lat,
+            lon: self.lon,
+            alt_m: self.alt_m,
+            speed_mps: self.speed_mps,
+            course_deg: self.course_deg,
+            hdop: self.hdop,
+            sats: self.sats,
+            quality: self.quality,
+        }
+    }
+}
+
 /// gpsd's fix modes (TPV `mode`).
 pub mod mode {
     pub const NO_FIX: u8 = 1;

@@ -1,7 +1,7 @@
 //! The pure middle of the pipeline: decoders feeding the rules engine.
 
 use crate::decode::j1939::{Decoded, J1939Decoder, SpnReading, SpnValue};
-use crate::decode::nmea::{Fix, FixAssembler};
+use crate::decode::nmea::FixAssembler;
 use crate::decode::obd::{Dtc, Reading};
 use crate::rules::{ActiveDtc, Engine, RuleEvent, RulesConfig, Signal};
 use fleet_hal::{CanFrame, GnssFix};
@@ -79,41 +79,21 @@ fn signal_for(spn: u32) -> Option<(Signal, f64)> {
     })
 }
 
-/// A decoded fix in the event schema's integer units.
-pub fn position_of(f: &Fix) -> Position {
-    position_from(
-        f.lat,
-        f.lon,
-        f.alt_m,
-        f.speed_mps,
-        f.course_deg,
-        f.hdop,
-        f.sats,
-        f.quality,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn position_from(
-    lat: f64,
-    lon: f64,
-    alt_m: Option<f64>,
-    speed_mps: Option<f64>,
-    course_deg: Option<f64>,
-    hdop: Option<f64>,
-    sats: Option<u8>,
-    quality: u8,
-) -> Position {
+/// A fix in the event schema's integer units.
+pub fn position_of(f: &GnssFix) -> Position {
     Position {
-        lat_e7: (lat * 1e7).round() as i32,
-        lon_e7: (lon * 1e7).round() as i32,
-        alt_dm: alt_m.map(|a| (a * 10.0).round() as i32),
-        speed_cms: speed_mps.map(|s| (s.max(0.0) * 100.0).round() as u32),
-        heading_cdeg: course_deg
+        lat_e7: (f.lat * 1e7).round() as i32,
+        lon_e7: (f.lon * 1e7).round() as i32,
+        alt_dm: f.alt_m.map(|a| (a * 10.0).round() as i32),
+        speed_cms: f.speed_mps.map(|s| (s.max(0.0) * 100.0).round() as u32),
+        heading_cdeg: f
+            .course_deg
             .map(|c| ((c.rem_euclid(360.0) * 100.0).round() as u16).min(35_999)),
-        hdop_d: hdop.map(|h| (h * 10.0).round().clamp(0.0, 65_535.0) as u16),
-        sats,
-        fix: quality,
+        hdop_d: f
+            .hdop
+            .map(|h| (h * 10.0).round().clamp(0.0, 65_535.0) as u16),
+        sats: f.sats,
+        fix: f.quality,
     }
 }
 
@@ -237,7 +217,7 @@ impl Processor {
             if let Some(utc_ms) = fix.utc_ms {
                 self.gps_time = Some(GpsTime { mono_ms, utc_ms });
             }
-            self.engine.fix(mono_ms, position_of(&fix), out);
+            self.engine.fix(mono_ms, position_of(&fix.gnss()), out);
         }
     }
 
@@ -248,17 +228,7 @@ impl Processor {
         if let Some(utc_ms) = fix.utc_ms {
             self.gps_time = Some(GpsTime { mono_ms, utc_ms });
         }
-        let pos = position_from(
-            fix.lat,
-            fix.lon,
-            fix.alt_m,
-            fix.speed_mps,
-            fix.course_deg,
-            fix.hdop,
-            fix.sats,
-            fix.quality,
-        );
-        self.engine.fix(mono_ms, pos, out);
+        self.engine.fix(mono_ms, position_of(fix), out);
     }
 
     /// The latest fix with a date and time, taken: the pipeline decides whether
@@ -340,7 +310,7 @@ impl Processor {
     /// The pipeline is stopping: emit what is still open.
     pub fn finish(&mut self, mono_ms: u64, out: &mut Vec<RuleEvent>) {
         if let Some(fix) = self.nmea.flush() {
-            self.engine.fix(mono_ms, position_of(&fix), out);
+            self.engine.fix(mono_ms, position_of(&fix.gnss()), out);
         }
         self.engine.finish(mono_ms, out);
     }
