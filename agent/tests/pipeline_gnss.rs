@@ -2,27 +2,18 @@
 //! splits lines, babbles and restarts, and a receiver on a pseudo-terminal that
 //! sends garbled sentences and then disappears.
 
-use fleet_agent::clock::{SharedClock, SimClock};
-use fleet_agent::pipeline::{self, GnssConfig, PipelineStats, SourcesConfig, StatsHandle};
-use fleet_agent::rules::RulesConfig;
-use fleet_agent::store::{Store, StoreOptions};
-use fleet_protocol::{BootId, Event, TimeSource};
+mod pipeline_run;
+
+use fleet_agent::pipeline::{GnssConfig, PipelineStats, SourcesConfig};
+use fleet_agent::store::Store;
+use fleet_protocol::{Event, TimeSource};
+use pipeline_run::now_ms;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64
-}
 
 fn rfc3339(ms: i64) -> String {
     let t =
@@ -31,63 +22,33 @@ fn rfc3339(ms: i64) -> String {
         .expect("format")
 }
 
+/// A pipeline on its own store; the folder lives as long as it does.
 struct Agent {
-    store: Store,
-    stats: StatsHandle,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<anyhow::Result<()>>,
+    running: pipeline_run::Running,
     _dir: tempfile::TempDir,
 }
 
 fn start(sources: SourcesConfig) -> Agent {
     let dir = tempfile::tempdir().expect("tempdir");
-    let boot = BootId::random();
-    let store = Store::open(dir.path(), boot, StoreOptions::default()).expect("store");
-    let clock: SharedClock = Arc::new(SimClock::new(boot, 5_000, now_ms(), 1.0));
-    let (stop, shutdown) = watch::channel(false);
-    let stats = StatsHandle::default();
-    let task = tokio::spawn(pipeline::run_observed(
-        store.clone(),
-        clock,
-        sources,
-        RulesConfig::default(),
-        None,
-        1,
-        shutdown,
-        stats.clone(),
-    ));
-    Agent {
-        store,
-        stats,
-        stop,
-        task,
-        _dir: dir,
-    }
+    let running = pipeline_run::start(dir.path(), sources, now_ms(), 1);
+    Agent { running, _dir: dir }
 }
 
 impl Agent {
     async fn wait_for(&self, what: &str, f: impl Fn(&PipelineStats) -> bool) {
         let t0 = std::time::Instant::now();
-        while !f(&self.stats.get()) {
-            assert!(t0.elapsed() < LIMIT, "{what}: {:?}", self.stats.get());
+        while !f(&self.running.stats.get()) {
+            assert!(
+                t0.elapsed() < LIMIT,
+                "{what}: {:?}",
+                self.running.stats.get()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     async fn stop(self) -> (Vec<Event>, Store, PipelineStats) {
-        self.stop.send(true).expect("pipeline listening");
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("stops within its bound")
-            .expect("joined")
-            .expect("pipeline ran");
-        let mut events = Vec::new();
-        let mut after = 0;
-        while let Some(b) = self.store.read_batch(after, 1000).await.expect("read") {
-            after = b.last_seq;
-            events.extend(b.events);
-        }
-        (events, self.store, self.stats.get())
+        self.running.stop_within(Duration::from_secs(5)).await
     }
 }
 
@@ -270,7 +231,7 @@ async fn a_serial_receiver_gives_fixes_skips_bad_sentences_and_its_loss_is_survi
         })
         .await;
     assert!(
-        !agent.task.is_finished(),
+        !agent.running.task.is_finished(),
         "a lost receiver never stops the agent"
     );
     let (events, _, stats) = agent.stop().await;

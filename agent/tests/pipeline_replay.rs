@@ -2,13 +2,13 @@
 //! candump log of an idling truck, an NMEA log, and both at once; GPS time
 //! anchors a boot whose clock reads 1970.
 
-use fleet_agent::clock::{SharedClock, SimClock};
-use fleet_agent::pipeline::{self, gps_time, ReplayConfig, SourcesConfig, StatsHandle};
-use fleet_agent::rules::RulesConfig;
-use fleet_agent::store::{Store, StoreOptions};
-use fleet_protocol::{BootId, Event, EventData, TimeSource};
+mod pipeline_run;
+
+use fleet_agent::pipeline::{self, gps_time, ReplayConfig, SourcesConfig};
+use fleet_agent::store::Store;
+use fleet_protocol::{Event, EventData, TimeSource};
+use pipeline_run::now_ms;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 const TRUCK_LOG: &str = concat!(
@@ -28,35 +28,13 @@ struct Run {
 
 async fn replay(sources: SourcesConfig, wall_start_ms: i64) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
-    let boot = BootId::random();
-    let store = Store::open(dir.path(), boot, StoreOptions::default()).expect("store");
-    let clock: SharedClock = Arc::new(SimClock::new(boot, 5_000, wall_start_ms, 1.0));
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let stats = StatsHandle::default();
-    let run = pipeline::run_observed(
-        store.clone(),
-        clock,
-        sources,
-        RulesConfig::default(),
-        None,
-        3,
-        shutdown,
-        stats.clone(),
-    );
-    tokio::time::timeout(LIMIT, run)
-        .await
-        .expect("the pipeline stops by itself when its replays end")
-        .expect("pipeline ran");
-    let mut events = Vec::new();
-    let mut after = 0;
-    while let Some(b) = store.read_batch(after, 1000).await.expect("read") {
-        after = b.last_seq;
-        events.extend(b.events);
-    }
+    let (events, store, stats) = pipeline_run::start(dir.path(), sources, wall_start_ms, 3)
+        .finish_within(LIMIT)
+        .await;
     Run {
         events,
         store,
-        stats: stats.get(),
+        stats,
         _dir: dir,
     }
 }
@@ -85,13 +63,6 @@ fn json(e: &Event) -> &serde_json::Value {
         EventData::Json(v) => v,
         other => panic!("{} without JSON: {other:?}", e.kind.as_str()),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
