@@ -347,7 +347,8 @@ mod tests {
     }
 
     fn listener() -> (tempfile::TempDir, UnixDatagram, NotifyConfig) {
-        let dir = tempfile::tempdir().unwrap();
+        // A socket path must fit in 108 bytes; TMPDIR may be deep in a checkout.
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
         let path = dir.path().join("notify");
         let rx = UnixDatagram::bind(&path).unwrap();
         rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

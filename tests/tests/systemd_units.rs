@@ -228,7 +228,8 @@ fn sigterm(pid: u32) -> Result<()> {
 
 #[test]
 fn agent_tells_systemd_ready_pets_the_watchdog_and_reports_stopping() {
-    let dir = tempfile::tempdir().unwrap();
+    // A socket path must fit in 108 bytes; TMPDIR may be deep in a checkout.
+    let dir = tempfile::tempdir_in("/tmp").unwrap();
     let socket = dir.path().join("notify");
     let rx = UnixDatagram::bind(&socket).unwrap();
     let mut cmd = Command::new(bin("fleet-agent").unwrap());
