@@ -302,6 +302,11 @@ pub const KNOWN_KINDS: &[&str] = &[
     "clock_rebased",
     "door_open",
     "note",
+    "walkup_queued",
+    "overdue",
+    "no_show",
+    "scan_refused",
+    "door_closed",
 ];
 
 pub mod kinds {
@@ -317,6 +322,14 @@ pub mod kinds {
     pub const EVICTION: Kind = Kind::known("eviction");
     pub const DTC_SET: Kind = Kind::known("dtc_set");
     pub const DTC_CLEAR: Kind = Kind::known("dtc_clear");
+    pub const CHECKOUT: Kind = Kind::known("checkout");
+    pub const CHECKIN: Kind = Kind::known("checkin");
+    pub const DOOR_OPEN: Kind = Kind::known("door_open");
+    pub const WALKUP_QUEUED: Kind = Kind::known("walkup_queued");
+    pub const OVERDUE: Kind = Kind::known("overdue");
+    pub const NO_SHOW: Kind = Kind::known("no_show");
+    pub const SCAN_REFUSED: Kind = Kind::known("scan_refused");
+    pub const DOOR_CLOSED: Kind = Kind::known("door_closed");
 }
 
 /// What an event says beyond its kind and time.
