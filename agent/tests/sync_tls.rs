@@ -100,6 +100,7 @@ async fn start_server(cert: &Cert) -> TlsServer {
                         tenant_id: Uuid::new_v4(),
                         name: "gw-1".into(),
                         server_time_ms: now,
+                        tenant_public_key: None,
                     })
                 } else {
                     serde_json::to_string(&TimeResponse {

@@ -31,6 +31,10 @@ pub struct EnrollResponse {
     pub tenant_id: Uuid,
     pub name: String,
     pub server_time_ms: i64,
+    /// The tenant's Ed25519 label and snapshot signing key, base64. Older servers
+    /// do not send it; older agents ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_public_key: Option<String>,
 }
 
 /// The answer to a stored batch.

@@ -7,10 +7,13 @@ pub mod api;
 pub mod auth;
 pub mod batch;
 pub mod clock;
+pub mod custody;
 pub mod control;
 pub mod docs;
 pub mod event;
+pub mod label;
 pub mod prometheus;
+pub mod snapshot;
 pub mod varint;
 
 pub use batch::{decode_batch, encode_batch, Batch, BatchError, BatchHeader};

@@ -83,6 +83,7 @@ pub async fn enroll(
         tenant_id: device.tenant_id,
         name: device.name,
         server_time_ms: now,
+        tenant_public_key: None,
     }))
 }
 
