@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod identity;
+pub mod kiosk;
 pub mod metrics;
 pub mod pipeline;
 pub mod power;

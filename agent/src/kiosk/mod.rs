@@ -1,0 +1,11 @@
+//! The yard kiosk: scans in, keys out. Badge and vehicle labels are checked
+//! offline against the tenant's key and the signed snapshot; check-outs are
+//! recorded durably before a key-box relay fires; custody of each asset lives
+//! in an automerge document that syncs like any other.
+
+pub mod checkin;
+pub mod custody;
+pub mod flow;
+pub mod outputs;
+pub mod overdue;
+pub mod policy;
