@@ -32,6 +32,15 @@ pub struct Settings {
     pub offline_after_ms: i64,
     /// The bearer token `/metrics` asks for; without one the page is off.
     pub metrics_token: Option<String>,
+    /// Largest request body of any route without a larger limit of its own
+    /// (`http::limits::body_limit_for`).
+    pub max_body_bytes: usize,
+    /// Requests a minute per API key for tenants without a limit of their own.
+    pub default_api_rate_per_min: u32,
+    /// Requests a minute per device on `/sync/v1/*`.
+    pub device_rate_per_min: u32,
+    /// Users a tenant may have when the operator set no limit for it.
+    pub default_max_users: Option<u64>,
 }
 
 impl Default for Settings {
@@ -41,6 +50,10 @@ impl Default for Settings {
             max_doc_message_bytes: 4 << 20,
             offline_after_ms: 120_000,
             metrics_token: None,
+            max_body_bytes: 1 << 20,
+            default_api_rate_per_min: 600,
+            device_rate_per_min: 600,
+            default_max_users: None,
         }
     }
 }
@@ -96,6 +109,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub docs: Arc<DocHub>,
     pub metrics: Arc<http::metrics::ServerMetrics>,
+    pub access: Arc<http::auth::AccessState>,
 }
 
 impl AppState {
@@ -105,11 +119,18 @@ impl AppState {
             settings: Arc::new(Settings::default()),
             docs: Arc::new(DocHub::default()),
             metrics: Arc::default(),
+            access: Arc::default(),
         }
     }
 
     pub fn with_settings(mut self, settings: Settings) -> Self {
         self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Accepts `key` as the operator's: it creates and configures tenants.
+    pub fn with_operator_key(mut self, key: &str) -> Self {
+        self.access = Arc::new(http::auth::AccessState::new(Some(key)));
         self
     }
 }

@@ -1,9 +1,11 @@
 //! Routes: the device API (`/sync/v1/…`), the operator API (`/api/v1/…`),
 //! health checks and the dashboard.
 
+pub mod auth;
 mod dashboard;
 mod device;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 mod operator;
 

@@ -1,6 +1,7 @@
 //! The operator API (`/api/v1/…`): Bearer API key, everything scoped to the key's
 //! tenant. Another tenant's ids answer 404, exactly like ids that don't exist.
 
+use super::auth::{Caller, Capability};
 use super::error::ApiError;
 use super::read_body;
 use crate::docs;
@@ -8,9 +9,8 @@ use crate::storage::{now_ms, rfc3339_ms, StoredEvent, VehicleSummary};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -25,36 +25,6 @@ const MOVING_MPS: f64 = 1.0;
 /// A vehicle standing still for longer than this is parked rather than idle.
 const PARKED_AFTER_MS: i64 = 5 * 60_000;
 
-/// The tenant whose API key signed the request.
-pub struct Tenant(pub Uuid);
-
-impl FromRequestParts<AppState> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing_api_key",
-                    "send the API key as `Authorization: Bearer KEY`",
-                )
-            })?;
-        match state.storage.tenant_for_api_key(key).await? {
-            Some(t) => Ok(Tenant(t)),
-            None => Err(ApiError::unauthorized(
-                "bad_api_key",
-                "the API key is not valid",
-            )),
-        }
-    }
-}
-
 fn opt_time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |m| Value::String(rfc3339_ms(m)))
 }
@@ -67,8 +37,10 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
 
 pub async fn devices(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let tenant = caller.tenant;
     let list = state.storage.list_devices(tenant).await?;
     let out: Vec<Value> = list
         .into_iter()
@@ -121,10 +93,12 @@ fn event_json(e: StoredEvent) -> Value {
 
 pub async fn device_events(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let tenant = caller.tenant;
     let device = path_id(id)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     if let Some(unknown) = q
@@ -182,8 +156,10 @@ pub fn vehicle_status(v: &VehicleSummary, now_ms: i64, offline_after_ms: i64) ->
 
 pub async fn vehicles(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let tenant = caller.tenant;
     let list = state.storage.list_vehicles(tenant).await?;
     let now = now_ms();
     let out: Vec<Value> = list
@@ -214,8 +190,10 @@ pub async fn vehicles(
 
 pub async fn quarantine(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let tenant = caller.tenant;
     let list = state
         .storage
         .list_quarantine(tenant, MAX_QUARANTINE_PAGE)
@@ -247,9 +225,11 @@ async fn own_vehicle(state: &AppState, tenant: Uuid, id: Uuid) -> Result<(), Api
 
 pub async fn get_note(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let tenant = caller.tenant;
     let vehicle = path_id(id)?;
     own_vehicle(&state, tenant, vehicle).await?;
     let doc = state
@@ -262,11 +242,13 @@ pub async fn get_note(
 
 pub async fn put_note(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    caller: Caller,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Capability::Custody)?;
+    let tenant = caller.tenant;
     let vehicle = path_id(id)?;
     own_vehicle(&state, tenant, vehicle).await?;
     let bytes = read_body(&headers, body, MAX_NOTE_BYTES, "request_too_large").await?;

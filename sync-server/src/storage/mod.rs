@@ -12,10 +12,13 @@ use std::time::Duration;
 use thiserror::Error;
 use uuid::Uuid;
 
+pub mod access;
 pub mod sqlite;
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod conformance_access;
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -37,6 +40,14 @@ pub enum StorageError {
     Replayed,
     #[error("invalid input: {0}")]
     Invalid(String),
+    #[error("no such user")]
+    UnknownUser,
+    #[error("no such API key")]
+    UnknownKey,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the tenant's {limit} limit ({max}) is reached")]
+    LimitReached { limit: &'static str, max: u64 },
     #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade fleet-sync")]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("storage is shut down")]
@@ -170,7 +181,7 @@ pub struct DocBytes {
 }
 
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: access::AccessStore + Send + Sync + 'static {
     /// Cheap check that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;
 

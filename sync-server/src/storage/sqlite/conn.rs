@@ -16,9 +16,10 @@ const READERS: usize = 4;
 
 /// Schema migrations in order; the database's `user_version` counts those applied.
 /// Released files are never edited: a change is a new file.
-pub const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../../migrations/server-sqlite/0001_init.sql"
-)];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../../../migrations/server-sqlite/0001_init.sql"),
+    include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
+];
 
 pub struct Pool {
     writer: mpsc::Sender<Job>,

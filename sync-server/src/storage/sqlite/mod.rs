@@ -1,5 +1,6 @@
 //! The SQLite backend: the embedded default (`DIR/fleet.db`).
 
+mod access;
 mod conn;
 mod ingest;
 
@@ -96,6 +97,7 @@ fn enroll(conn: &mut Connection, req: EnrollDevice) -> Result<DeviceRecord, Stor
     if uses_left <= 0 {
         return Err(StorageError::TokenUsedUp);
     }
+    access::check_vehicle_limit(&tx, &tenant)?;
     tx.execute(
         "UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE tenant_id = ?1 AND token_hash = ?2",
         params![blob(&tenant), hash.as_slice()],
@@ -165,6 +167,7 @@ impl Storage for SqliteStorage {
         let tenant_id = Uuid::new_v4();
         let api_key = random_secret("fk_");
         let hash = sha256(api_key.as_bytes());
+        let prefix = api_key[..11].to_owned();
         self.pool
             .write(move |c| {
                 let tx = c.transaction().map_err(backend)?;
@@ -175,8 +178,9 @@ impl Storage for SqliteStorage {
                 )
                 .map_err(backend)?;
                 tx.execute(
-                    "INSERT INTO api_keys (tenant_id, key_hash, created_at_ms) VALUES (?1, ?2, ?3)",
-                    params![blob(&tenant_id), hash.as_slice(), now],
+                    "INSERT INTO access_keys (tenant_id, key_id, key_hash, prefix, name, role, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'tenant admin key', 'admin', ?5)",
+                    params![blob(&tenant_id), blob(&Uuid::new_v4()), hash.as_slice(), prefix, now],
                 )
                 .map_err(backend)?;
                 tx.commit().map_err(backend)
@@ -189,7 +193,7 @@ impl Storage for SqliteStorage {
         let hash = sha256(api_key.as_bytes());
         self.pool
             .read(move |c| {
-                c.prepare_cached("SELECT tenant_id FROM api_keys WHERE key_hash = ?1")
+                c.prepare_cached("SELECT tenant_id FROM access_keys WHERE key_hash = ?1 AND revoked_at_ms IS NULL")
                     .map_err(backend)?
                     .query_row(params![hash.as_slice()], |r| uuid_at(r, 0))
                     .optional()
@@ -569,6 +573,7 @@ mod conformance {
     }
 
     crate::conformance_suite!(fresh());
+    crate::conformance_access_suite!(fresh());
 }
 
 #[cfg(test)]
