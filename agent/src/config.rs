@@ -132,6 +132,8 @@ pub struct SyncConfig {
     pub idle_poll_ms: u64,
     pub request_timeout_ms: u64,
     pub docs_interval_ms: u64,
+    /// How often to pull the desired config and report status to the server.
+    pub control_interval_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -147,6 +149,7 @@ impl Default for SyncConfig {
             idle_poll_ms: ms(d.idle_poll),
             request_timeout_ms: ms(d.request_timeout),
             docs_interval_ms: ms(d.docs_interval),
+            control_interval_ms: ms(d.control_interval),
         }
     }
 }
@@ -437,6 +440,8 @@ impl AgentConfig {
             request_timeout: Duration::from_millis(y.request_timeout_ms),
             docs_interval: Duration::from_millis(y.docs_interval_ms),
             jitter_seed: None,
+            control_interval: Duration::from_millis(y.control_interval_ms),
+            control: None,
         }
     }
 }

@@ -66,8 +66,20 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     metrics::agent().set_enrolled(identity.is_some());
+    let pipeline_stats = pipeline::StatsHandle::default();
+    let (rules, applied_version) = sync::control::effective_rules(&cfg.rules, &opts.data_dir);
+    let (applied_tx, applied_rx) = watch::channel(applied_version.unwrap_or(0));
+    let control = control_link(&cfg, &opts, applied_tx, pipeline_stats.clone());
     let sync_task: Option<JoinHandle<anyhow::Result<()>>> = match (identity, &cfg.enrollment) {
-        (Some(id), _) => start_sync(&cfg, &opts, &store, &clock, id, stop_rx.clone()),
+        (Some(id), _) => start_sync(
+            &cfg,
+            &opts,
+            &store,
+            &clock,
+            id,
+            stop_rx.clone(),
+            Some(control.clone()),
+        ),
         (None, Some(enrollment)) => {
             let first_boot = FirstBoot {
                 enrollment: enrollment.clone(),
@@ -95,7 +107,7 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
                     online: opts_online,
                     ..RunOptions::default()
                 };
-                match start_sync(&cfg, &opts, &store, &clock, id, stop) {
+                match start_sync(&cfg, &opts, &store, &clock, id, stop, Some(control)) {
                     Some(task) => flatten(task.await, "sync"),
                     None => Ok(()),
                 }
@@ -114,15 +126,20 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     .await;
 
     let hold_up = start_hold_up(&cfg, &clock, pipeline_stats.clone(), stop_tx.clone());
-    let mut pipeline_task = tokio::spawn(pipeline::run_observed(
-        store.clone(),
-        clock.clone(),
-        cfg.sources.clone(),
-        cfg.rules.clone(),
-        opts.simulate.clone(),
-        cfg.version,
+    let mut pipeline_task = tokio::spawn(run_pipeline(
+        PipelineRun {
+            store: store.clone(),
+            clock: clock.clone(),
+            sources: cfg.sources.clone(),
+            base_rules: cfg.rules.clone(),
+            sim: opts.simulate.clone(),
+            local_version: cfg.version,
+            data_dir: opts.data_dir.clone(),
+            stats: pipeline_stats,
+        },
+        (rules, applied_version),
         stop_rx.clone(),
-        pipeline_stats,
+        applied_rx,
     ));
     let notifier = systemd::Notifier::from_env();
     notifier.ready("recording");
@@ -215,6 +232,92 @@ fn default_clock(simulate: Option<&SimOptions>) -> SharedClock {
     }
 }
 
+struct PipelineRun {
+    store: Store,
+    clock: SharedClock,
+    sources: pipeline::SourcesConfig,
+    base_rules: crate::rules::RulesConfig,
+    sim: Option<SimOptions>,
+    /// Stamped on events while no desired config from the server applies.
+    local_version: u32,
+    data_dir: PathBuf,
+    stats: pipeline::StatsHandle,
+}
+
+/// Runs the pipeline on the effective rules, and restarts it on the new rules
+/// whenever the sync loop keeps a new desired config, so events from then on
+/// carry that config's version.
+async fn run_pipeline(
+    p: PipelineRun,
+    mut current: (crate::rules::RulesConfig, Option<u32>),
+    stop: watch::Receiver<bool>,
+    mut applied: watch::Receiver<u32>,
+) -> anyhow::Result<()> {
+    loop {
+        let (rules, version) = current;
+        let version = version.unwrap_or(p.local_version);
+        let (inner_tx, inner_rx) = watch::channel(false);
+        let mut task = tokio::spawn(pipeline::run_observed(
+            p.store.clone(),
+            p.clock.clone(),
+            p.sources.clone(),
+            rules,
+            p.sim.clone(),
+            version,
+            inner_rx,
+            p.stats.clone(),
+        ));
+        let mut stopping = stop.clone();
+        tokio::select! {
+            r = &mut task => return flatten(r, "pipeline"),
+            _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                let _ = inner_tx.send(true);
+                return flatten(task.await, "pipeline");
+            }
+            changed = applied.changed() => {
+                let _ = inner_tx.send(true);
+                flatten(task.await, "pipeline")?;
+                if changed.is_err() {
+                    // The sync loop is gone: run on as configured until stopped.
+                    applied = watch::channel(0).1;
+                }
+            }
+        }
+        current = sync::control::effective_rules(&p.base_rules, &p.data_dir);
+        tracing::info!(version = ?current.1, "pipeline restarted on the new desired config");
+    }
+}
+
+/// What the sync loop needs for the control plane: where the applied config
+/// lives, and what the hardware looks like from the pipeline's side.
+fn control_link(
+    cfg: &AgentConfig,
+    opts: &RunOptions,
+    applied: watch::Sender<u32>,
+    stats: pipeline::StatsHandle,
+) -> sync::control::ControlLink {
+    let sources = cfg.sources.clone();
+    let camera = cfg.device.camera.clone();
+    sync::control::ControlLink {
+        data_dir: opts.data_dir.clone(),
+        base_rules: cfg.rules.clone(),
+        applied,
+        hardware: Arc::new(move || {
+            let s = stats.get();
+            let up = |name: &str| s.sources.iter().any(|x| x.name == name && x.state == "up");
+            fleet_protocol::control::HardwareStatus {
+                can_up: sources
+                    .can
+                    .as_ref()
+                    .map(|_| up("can") || s.processor.bus_frames_per_s > 0),
+                gps_fix: (sources.gnss.is_some() || sources.nmea_file.is_some())
+                    .then(|| s.processor.fixes + s.processor.gpsd_fixes > 0),
+                camera: camera.as_ref().map(|p| p.exists()),
+            }
+        }),
+    }
+}
+
 fn start_sync(
     cfg: &AgentConfig,
     opts: &RunOptions,
@@ -222,17 +325,20 @@ fn start_sync(
     clock: &SharedClock,
     id: Identity,
     stop: watch::Receiver<bool>,
+    control: Option<sync::control::ControlLink>,
 ) -> Option<JoinHandle<anyhow::Result<()>>> {
     if !cfg.sync.enabled {
         tracing::warn!("sync is disabled in the config; recording locally only");
         return None;
     }
     tracing::info!(device = %id.device_id, server = %id.server_url, "syncing");
+    let mut sync_opts = cfg.sync_options(opts.online.clone());
+    sync_opts.control = control;
     Some(tokio::spawn(sync::run_sync(
         store.clone(),
         id,
         clock.clone(),
-        cfg.sync_options(opts.online.clone()),
+        sync_opts,
         stop,
     )))
 }

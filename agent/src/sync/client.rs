@@ -199,6 +199,38 @@ impl SyncClient {
         Ok(ack)
     }
 
+    /// The config version meant for this device, or `None` when it runs it already.
+    pub async fn desired_config(
+        &self,
+        have: u32,
+    ) -> Result<Option<fleet_protocol::control::ConfigOffer>, RequestError> {
+        let path = format!("{}?have={have}", fleet_protocol::control::PATH_CONFIG);
+        let (status, bytes) = self
+            .send(Method::GET, &path, "application/json", Vec::new())
+            .await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        parse_json(status, &bytes).map(Some)
+    }
+
+    pub async fn post_status(
+        &self,
+        report: &fleet_protocol::control::StatusReport,
+    ) -> Result<fleet_protocol::control::StatusAck, RequestError> {
+        let body = serde_json::to_vec(report)
+            .map_err(|e| RequestError::BadResponse(format!("cannot encode the status: {e}")))?;
+        let (status, bytes) = self
+            .send(
+                Method::POST,
+                fleet_protocol::control::PATH_STATUS,
+                "application/json",
+                body,
+            )
+            .await?;
+        parse_json(status, &bytes)
+    }
+
     pub async fn server_time(&self) -> Result<TimeResponse, RequestError> {
         let (status, bytes) = self
             .send(Method::GET, api::PATH_TIME, "application/json", Vec::new())
@@ -233,7 +265,12 @@ impl SyncClient {
     ) -> Result<(StatusCode, Vec<u8>), RequestError> {
         let mut url = self.base.clone();
         let base_path = url.path().trim_end_matches('/').to_owned();
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
         url.set_path(&format!("{base_path}{path}"));
+        url.set_query(query);
         let signed_path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),

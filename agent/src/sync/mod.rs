@@ -10,6 +10,7 @@ pub mod anchors;
 pub mod backfill;
 pub mod backoff;
 pub mod client;
+pub mod control;
 pub mod docs;
 pub mod progress;
 pub mod tls;
@@ -49,6 +50,9 @@ pub struct SyncOptions {
     pub docs_interval: Duration,
     /// Seed for the backoff jitter; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// How often to pull the desired config and report status, when `control` is set.
+    pub control_interval: Duration,
+    pub control: Option<control::ControlLink>,
 }
 
 impl Default for SyncOptions {
@@ -63,6 +67,8 @@ impl Default for SyncOptions {
             request_timeout: Duration::from_secs(30),
             docs_interval: Duration::from_secs(30),
             jitter_seed: None,
+            control_interval: Duration::from_secs(300),
+            control: None,
         }
     }
 }
@@ -101,6 +107,9 @@ pub async fn run_sync(
         failing: false,
         backfill: backfill::Backfill::new(backfill::REPORT_EVERY),
         last_error: None,
+        control_due: Instant::now(),
+        control_unavailable: false,
+        config_error: None,
     };
     worker.run().await;
     Ok(())
@@ -231,6 +240,12 @@ struct Worker {
     backfill: backfill::Backfill,
     /// The last failure, to note in the store for `fleet-agent status`.
     last_error: Option<serde_json::Value>,
+    /// When to next pull the desired config and report status.
+    control_due: Instant,
+    /// The server has no control endpoints; don't ask again.
+    control_unavailable: bool,
+    /// The last offered config this device could not apply.
+    config_error: Option<fleet_protocol::control::ConfigApplyError>,
 }
 
 impl Worker {
@@ -247,6 +262,8 @@ impl Worker {
                 self.fetch_time().await
             } else if Instant::now() >= self.docs_due {
                 self.sync_docs().await
+            } else if self.control_is_due() {
+                self.control_round().await
             } else {
                 self.send_batch().await
             };
@@ -511,6 +528,81 @@ impl Worker {
         }
         self.failing = retry != Retry::Now;
         Step::Failed(retry)
+    }
+
+    fn control_is_due(&self) -> bool {
+        self.opts.control.is_some() && !self.control_unavailable && Instant::now() >= self.control_due
+    }
+
+    /// Pull the desired config (applying a new one) and report status.
+    async fn control_round(&mut self) -> Step {
+        self.control_due = Instant::now() + self.opts.control_interval;
+        let Some(link) = self.opts.control.clone() else {
+            return Step::Progress;
+        };
+        let have = *link.applied.borrow();
+        let offer = match self.gate.guard(self.client.desired_config(have)).await {
+            None => return Step::Interrupted,
+            Some(r) => r,
+        };
+        match offer {
+            Ok(Some(offer)) => match control::apply(&link, &offer) {
+                Ok(()) => {
+                    tracing::info!(version = offer.version, "desired config applied");
+                    self.config_error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(version = offer.version, error = %e, "desired config refused");
+                    self.config_error = Some(fleet_protocol::control::ConfigApplyError {
+                        version: offer.version,
+                        message: e.to_string().chars().take(400).collect(),
+                    });
+                }
+            },
+            Ok(None) => {}
+            Err(e) if e.is_transient() || e.code() == "clock_skew" => {
+                return self.failed(&e, "config")
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "the server has no device control plane; not asking again");
+                self.control_unavailable = true;
+                return Step::Progress;
+            }
+        }
+        let stats = match self.store.stats().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read store stats for the status report");
+                return Step::Progress;
+            }
+        };
+        let offset = self
+            .client
+            .knows_server_time()
+            .then(|| self.client.request_time_ms() - self.clock.wall_ms());
+        let report = control::status_report(
+            &stats,
+            *link.applied.borrow(),
+            self.config_error.clone(),
+            offset,
+            (link.hardware)(),
+        );
+        let result = match self.gate.guard(self.client.post_status(&report)).await {
+            None => return Step::Interrupted,
+            Some(r) => r,
+        };
+        self.keep_anchor().await;
+        match result {
+            Ok(_) => {
+                self.succeeded();
+                Step::Progress
+            }
+            Err(e) if e.is_transient() || e.code() == "clock_skew" => self.failed(&e, "status"),
+            Err(e) => {
+                tracing::warn!(code = e.code(), error = %e, "status report refused");
+                Step::Progress
+            }
+        }
     }
 
     /// Store what the last reply taught us about true time, when it improves on
