@@ -2,8 +2,10 @@
 //! only write connection, fed through a bounded queue, and a small pool of read
 //! connections used from `spawn_blocking`.
 
+use crate::storage::migration::{pending, Migration};
 use crate::storage::StorageError;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -14,11 +16,19 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 const WRITE_QUEUE: usize = 64;
 const READERS: usize = 4;
 
-/// Schema migrations in order; the database's `user_version` counts those applied.
-/// Released files are never edited: a change is a new file.
-pub const MIGRATIONS: &[&str] = &[
-    include_str!("../../../../migrations/server-sqlite/0001_init.sql"),
-    include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
+/// Embedded schema migrations; the database records which numbers it has applied
+/// in `schema_migrations`. Released files are never edited: a change is a new file.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../../../migrations/server-sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "access",
+        sql: include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
+    },
 ];
 
 pub struct Pool {
@@ -43,21 +53,72 @@ pub(crate) fn backend(e: rusqlite::Error) -> StorageError {
 }
 
 /// Brings the schema up to date; refuses a database written by a newer binary.
+///
+/// Databases made before `schema_migrations` existed counted applied migrations in
+/// `user_version`; 1 there means 0001 is applied, and more means a binary that this
+/// one cannot know about.
 pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
-    let found: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(backend)?;
-    let supported = MIGRATIONS.len() as u32;
-    if found > supported {
-        return Err(StorageError::SchemaTooNew { found, supported });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().map_err(backend)?;
-        tx.execute_batch(sql).map_err(backend)?;
-        tx.pragma_update(None, "user_version", (i + 1) as u32)
+    let tx = conn.transaction().map_err(backend)?;
+    let has_table: bool = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(backend)?
+        .is_some();
+    if !has_table {
+        let legacy: u32 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(backend)?;
+        if legacy > 1 {
+            return Err(StorageError::SchemaTooNew {
+                found: legacy,
+                supported: MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0),
+            });
+        }
+        tx.execute_batch(
+            "CREATE TABLE schema_migrations (
+                 version        INTEGER NOT NULL PRIMARY KEY,
+                 name           TEXT    NOT NULL,
+                 applied_at_ms  INTEGER NOT NULL
+             )",
+        )
+        .map_err(backend)?;
+        if legacy == 1 {
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (1, 'init', ?1)",
+                [crate::storage::now_ms()],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)?;
+
+    let applied: BTreeSet<u32> = {
+        let mut q = conn
+            .prepare("SELECT version FROM schema_migrations")
+            .map_err(backend)?;
+        let rows = q.query_map([], |r| r.get(0)).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)?
+    };
+    for m in pending(MIGRATIONS, &applied)? {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(m.sql).map_err(|e| {
+            StorageError::Backend(format!("migration {:04}_{}: {e}", m.version, m.name))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            rusqlite::params![m.version, m.name, crate::storage::now_ms()],
+        )
+        .map_err(backend)?;
         tx.commit().map_err(backend)?;
-        tracing::info!(version = i + 1, "applied server schema migration");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied server schema migration"
+        );
     }
     Ok(())
 }

@@ -1,0 +1,80 @@
+//! The PostgreSQL migration runner. Replicas starting together take turns on a
+//! session advisory lock; each migration and its record commit together.
+
+use super::pg;
+use crate::storage::migration::{pending, Migration};
+use crate::storage::StorageError;
+use std::collections::BTreeSet;
+use tokio_postgres::Client;
+
+/// Embedded schema migrations; `schema_migrations` records the numbers applied.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../../../migrations/server-postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "access",
+        sql: include_str!("../../../../migrations/server-postgres/0002_access.sql"),
+    },
+];
+
+/// Key of the advisory lock held while migrating ("fleetmig").
+const MIGRATION_LOCK: i64 = 0x666c_6565_746d_6967;
+
+/// Brings the schema up to date; refuses a database written by a newer binary.
+/// `client` should be a connection of its own: the lock is released when it
+/// closes, whatever happened.
+pub async fn migrate(client: &mut Client) -> Result<(), StorageError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    let out = migrate_locked(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg);
+    out.and(unlocked.map(|_| ()))
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<(), StorageError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version     integer     NOT NULL PRIMARY KEY,
+                 name        text        NOT NULL,
+                 applied_at  timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(pg)?;
+    let applied: BTreeSet<u32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| r.get::<_, i32>(0) as u32)
+        .collect();
+    for m in pending(MIGRATIONS, &applied)? {
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            StorageError::Backend(format!("migration {:04}_{}: {}", m.version, m.name, pg(e)))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&(m.version as i32), &m.name],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied server schema migration"
+        );
+    }
+    Ok(())
+}
