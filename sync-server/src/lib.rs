@@ -6,6 +6,7 @@
 
 pub mod docs;
 pub mod http;
+pub mod live;
 pub mod storage;
 pub mod timebase;
 pub mod tls;
@@ -110,17 +111,26 @@ pub struct AppState {
     pub docs: Arc<DocHub>,
     pub metrics: Arc<http::metrics::ServerMetrics>,
     pub access: Arc<http::auth::AccessState>,
+    /// The live stream: `state.live.publish(tenant, event)`.
+    pub live: live::Hub,
 }
 
 impl AppState {
     pub fn new(storage: Arc<dyn storage::Storage>) -> Self {
         AppState {
-            storage,
+            storage: storage.clone(),
             settings: Arc::new(Settings::default()),
             docs: Arc::new(DocHub::default()),
             metrics: Arc::default(),
             access: Arc::default(),
+            live: live::Hub::new(storage, live::StreamSettings::default()),
         }
+    }
+
+    /// Replaces the live stream's settings (before the server starts).
+    pub fn with_stream_settings(mut self, settings: live::StreamSettings) -> Self {
+        self.live = live::Hub::new(self.storage.clone(), settings);
+        self
     }
 
     pub fn with_settings(mut self, settings: Settings) -> Self {

@@ -194,7 +194,17 @@ pub async fn batches(
         ));
     }
     let (first, last) = (h.first_seq, h.last_seq);
-    let out = state.storage.ingest_batch(&device, batch, now_ms()).await?;
+    let received_ms = now_ms();
+    let live = crate::live::ingest::live_events(&batch, received_ms);
+    let out = state.storage.ingest_batch(&device, batch, received_ms).await?;
+    // After the commit, never waiting: a resend stores nothing and announces nothing.
+    if out.stored > 0 {
+        for e in live {
+            state
+                .live
+                .publish_at(device.tenant_id, e.event, e.at_ms, Some(e.source));
+        }
+    }
     state.metrics.batch(
         out.stored.into(),
         out.duplicates.into(),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 mod operator;
+pub mod stream;
 
 use crate::AppState;
 use axum::body::Body;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
             get(operator::get_note).put(operator::put_note),
         )
         .route("/api/v1/quarantine", get(operator::quarantine))
+        .route("/api/v1/stream", get(stream::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read with explicit per-route limits (see `read_body`).

@@ -13,9 +13,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
-pub mod migration;
-pub mod postgres;
 pub mod sqlite;
+pub mod stream;
 
 #[cfg(test)]
 pub mod conformance;
@@ -186,6 +185,11 @@ pub struct DocBytes {
 pub trait Storage: access::AccessStore + Send + Sync + 'static {
     /// Cheap check that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;
+
+    /// The live stream's log, when this backend keeps one.
+    fn stream_store(&self) -> Option<&dyn stream::StreamStore> {
+        None
+    }
 
     async fn create_tenant(&self, name: &str) -> Result<NewTenant, StorageError>;
     async fn tenant_for_api_key(&self, api_key: &str) -> Result<Option<Uuid>, StorageError>;
