@@ -13,6 +13,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
+pub mod migration;
+pub mod postgres;
 pub mod sqlite;
 pub mod stream;
 

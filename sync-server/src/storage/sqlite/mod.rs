@@ -589,25 +589,53 @@ mod tests {
     fn a_database_from_a_newer_binary_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.db");
+        drop(SqliteStorage::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        c.pragma_update(None, "user_version", MIGRATIONS.len() as u32 + 1)
-            .unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (9999, 'future', 0)",
+            [],
+        )
+        .unwrap();
         drop(c);
         let err = SqliteStorage::open(&path).err().unwrap();
-        assert!(matches!(err, StorageError::SchemaTooNew { .. }), "{err}");
+        assert!(
+            matches!(err, StorageError::SchemaTooNew { found: 9999, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("newer than this binary"));
     }
 
     #[test]
-    fn reopening_a_migrated_database_keeps_its_schema_version() {
+    fn a_counted_schema_beyond_the_first_release_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        drop(c);
+        let err = SqliteStorage::open(&path).err().unwrap();
+        assert!(
+            matches!(err, StorageError::SchemaTooNew { found: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reopening_a_migrated_database_records_every_migration_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.db");
         drop(SqliteStorage::open(&path).unwrap());
         drop(SqliteStorage::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        let v: u32 = c
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+        let mut q = c
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
             .unwrap();
-        assert_eq!(v as usize, MIGRATIONS.len());
+        let applied: Vec<u32> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut known: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        known.sort_unstable();
+        assert_eq!(applied, known);
     }
 }
