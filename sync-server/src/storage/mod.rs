@@ -13,6 +13,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
+pub mod kiosk;
 pub mod migration;
 pub mod postgres;
 pub mod sqlite;
@@ -22,6 +23,8 @@ pub mod stream;
 pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
+#[cfg(test)]
+pub mod conformance_kiosk;
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -184,7 +187,7 @@ pub struct DocBytes {
 }
 
 #[async_trait]
-pub trait Storage: access::AccessStore + Send + Sync + 'static {
+pub trait Storage: access::AccessStore + kiosk::KioskStore + Send + Sync + 'static {
     /// Cheap check that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;
 

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "access",
         sql: include_str!("../../../../migrations/server-postgres/0002_access.sql"),
     },
+    Migration {
+        version: 5,
+        name: "kiosk",
+        sql: include_str!("../../../../migrations/server-postgres/0005_kiosk.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

@@ -7,6 +7,7 @@
 
 pub(crate) mod access;
 mod ingest;
+mod kiosk;
 pub mod migrate;
 pub mod partitions;
 pub mod testing;
@@ -783,4 +784,5 @@ impl Storage for PgStorage {
 #[cfg(test)]
 mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
+    crate::conformance_kiosk_suite!(optional super::testing::fresh());
 }

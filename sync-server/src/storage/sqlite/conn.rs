@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "access",
         sql: include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
     },
+    Migration {
+        version: 5,
+        name: "kiosk",
+        sql: include_str!("../../../../migrations/server-sqlite/0005_kiosk.sql"),
+    },
 ];
 
 pub struct Pool {

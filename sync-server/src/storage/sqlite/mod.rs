@@ -3,6 +3,7 @@
 mod access;
 mod conn;
 mod ingest;
+mod kiosk;
 mod stream;
 
 pub use conn::MIGRATIONS;
@@ -579,6 +580,7 @@ mod conformance {
 
     crate::conformance_suite!(fresh());
     crate::conformance_access_suite!(fresh());
+    crate::conformance_kiosk_suite!(fresh());
 }
 
 #[cfg(test)]
