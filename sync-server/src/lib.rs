@@ -4,6 +4,7 @@
 //! Tests drive [`router`] directly with `tower::ServiceExt::oneshot`, or bind
 //! `127.0.0.1:0` and call [`serve`].
 
+pub mod custody;
 pub mod docs;
 pub mod http;
 pub mod live;
@@ -42,6 +43,10 @@ pub struct Settings {
     pub device_rate_per_min: u32,
     /// Users a tenant may have when the operator set no limit for it.
     pub default_max_users: Option<u64>,
+    /// Where uploaded blobs are kept (`--blob-dir`); `None` turns blobs off.
+    pub blob_dir: Option<std::path::PathBuf>,
+    /// Largest blob a device may upload, in bytes.
+    pub max_blob_bytes: usize,
 }
 
 impl Default for Settings {
@@ -55,6 +60,8 @@ impl Default for Settings {
             default_api_rate_per_min: 600,
             device_rate_per_min: 600,
             default_max_users: None,
+            blob_dir: None,
+            max_blob_bytes: 2 << 20,
         }
     }
 }

@@ -45,6 +45,9 @@ enum Command {
             hide_env_values = true
         )]
         metrics_token: Option<String>,
+        /// Where uploaded photos and signatures are kept [default: DATA/blobs].
+        #[arg(long, env = "FLEET_BLOB_DIR", value_name = "DIR")]
+        blob_dir: Option<PathBuf>,
     },
     /// Administer tenants, enrollment tokens and devices.
     Admin {
@@ -71,6 +74,11 @@ enum Admin {
     Device {
         #[command(subcommand)]
         command: DeviceCmd,
+    },
+    /// Signed QR labels for kiosks (asset and vehicle tags, key tags, driver badges).
+    Label {
+        #[command(subcommand)]
+        command: LabelCmd,
     },
     /// Write a self-signed certificate and key to DIR/tls/ for a test yard; prints
     /// {"cert", "key", "sha256"}, the fingerprint `fleet-agent enroll
@@ -112,6 +120,30 @@ enum DeviceCmd {
     Revoke {
         #[arg(long)]
         device: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabelCmd {
+    /// Issue a label signed by the tenant's key; prints {"id", "text", "short_code", …}.
+    Issue {
+        #[arg(long)]
+        tenant: Uuid,
+        /// asset, vehicle, key or badge.
+        #[arg(long)]
+        kind: String,
+        /// Asset or vehicle name, key description, or the driver (badges).
+        #[arg(long)]
+        name: Option<String>,
+        /// Assets and vehicles: the id the label names; keys: the asset the key opens.
+        #[arg(long)]
+        asset_id: Option<Uuid>,
+        /// Keys: the key-box slot.
+        #[arg(long)]
+        slot: Option<u32>,
+        /// RFC 3339 time after which kiosks refuse the label.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
 }
 
@@ -176,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             metrics_token,
+            blob_dir,
         } => {
             // Check the certificate before touching the database or the port, so a
             // bad file is the first and only thing reported.
@@ -189,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let state = fleet_sync::AppState::new(storage).with_settings(fleet_sync::Settings {
                 metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
+                blob_dir: Some(blob_dir.unwrap_or_else(|| data.join("blobs"))),
                 ..fleet_sync::Settings::default()
             });
             match tls {
@@ -213,6 +247,33 @@ async fn main() -> anyhow::Result<()> {
                 Admin::EnrollmentToken {
                     command: TokenCmd::Create { tenant, ttl, uses },
                 } => print_json(&storage.create_enrollment_token(tenant, ttl, uses).await?)?,
+                Admin::Label {
+                    command:
+                        LabelCmd::Issue {
+                            tenant,
+                            kind,
+                            name,
+                            asset_id,
+                            slot,
+                            expires_at,
+                        },
+                } => {
+                    let kind = fleet_protocol::label::LabelKind::parse(&kind).with_context(|| {
+                        format!("--kind {kind:?}: use asset, vehicle, key or badge")
+                    })?;
+                    let req = fleet_sync::http::kiosk::IssueLabel {
+                        kind,
+                        name,
+                        driver_name: None,
+                        asset_id,
+                        slot,
+                        expires_at,
+                    };
+                    match fleet_sync::http::kiosk::issue_label(&*storage, tenant, &req).await? {
+                        Ok(label) => print_json(&fleet_sync::http::kiosk::label_json(&label))?,
+                        Err(refused) => anyhow::bail!("{} ({})", refused.message, refused.code),
+                    }
+                }
                 Admin::Device {
                     command: DeviceCmd::Revoke { device },
                 } => {

@@ -78,12 +78,22 @@ pub async fn enroll(
         })
         .await?;
     tracing::info!(tenant = %device.tenant_id, device = %device.device_id, name = %device.name, "device enrolled");
+    // Kiosks verify labels and snapshots with it; a device that misses it here
+    // can fetch it from /sync/v1/tenant-key.
+    let tenant_public_key =
+        match super::kiosk::tenant_signing_key(&*state.storage, device.tenant_id).await {
+            Ok(key) => Some(auth::encode_public_key(&key.verifying_key())),
+            Err(e) => {
+                tracing::warn!(tenant = %device.tenant_id, "tenant signing key unavailable at enrollment: {e}");
+                None
+            }
+        };
     Ok(Json(EnrollResponse {
         device_id: device.device_id,
         tenant_id: device.tenant_id,
         name: device.name,
         server_time_ms: now,
-        tenant_public_key: None,
+        tenant_public_key,
     }))
 }
 
@@ -276,6 +286,7 @@ pub async fn doc_sync(
     let (round, sync_state) = round;
     let round = round?;
     let encoded = sync_state.encode();
+    let changed = round.write.is_some();
     state
         .storage
         .save_doc(
@@ -289,6 +300,10 @@ pub async fn doc_sync(
     state
         .docs
         .put_state(tenant, &doc_id, device.device_id, sync_state);
+    if changed {
+        // Still under the document's lock, so merges are folded in order.
+        crate::custody::after_merge(&state, tenant, &doc_id).await?;
+    }
     Ok(match round.reply {
         Some(reply) => (
             [(header::CONTENT_TYPE, api::CONTENT_TYPE_AUTOMERGE_SYNC)],

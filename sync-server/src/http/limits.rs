@@ -82,6 +82,8 @@ pub fn body_limit_for(path: &str, settings: &crate::Settings) -> (usize, &'stati
         (settings.max_batch_bytes, "batch_too_large")
     } else if path.starts_with("/sync/v1/docs/") {
         (settings.max_doc_message_bytes, "request_too_large")
+    } else if path.starts_with("/sync/v1/blobs/") {
+        (settings.max_blob_bytes, "blob_too_large")
     } else {
         (settings.max_body_bytes, "body_too_large")
     }

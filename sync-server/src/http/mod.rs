@@ -2,12 +2,15 @@
 //! health checks and the dashboard.
 
 pub mod auth;
+pub mod blobs;
 mod dashboard;
 mod device;
 pub mod error;
+pub mod kiosk;
 pub mod limits;
 pub mod metrics;
 mod operator;
+pub mod snapshot;
 pub mod stream;
 
 use crate::AppState;
@@ -38,6 +41,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/quarantine", get(operator::quarantine))
         .route("/api/v1/stream", get(stream::stream))
+        .route(
+            fleet_protocol::snapshot::PATH_TENANT_KEY,
+            get(snapshot::tenant_key),
+        )
+        .route(fleet_protocol::snapshot::PATH_SNAPSHOT, get(snapshot::snapshot))
+        .route(
+            "/sync/v1/blobs/{sha256}",
+            axum::routing::put(blobs::put).head(blobs::head),
+        )
+        .route("/api/v1/blobs/{sha256}", get(blobs::get))
+        .route(
+            "/api/v1/labels",
+            get(kiosk::list_labels).post(kiosk::create_label),
+        )
+        .route("/api/v1/labels/{id}/revoke", post(kiosk::revoke_label))
+        .route(
+            "/api/v1/kiosk-policy",
+            get(kiosk::get_policy).put(kiosk::put_policy),
+        )
+        .route("/api/v1/custody", get(kiosk::custody))
+        .route("/api/v1/custody/conflicts", get(kiosk::conflicts))
+        .route(
+            "/api/v1/custody/conflicts/{id}/resolve",
+            post(kiosk::resolve_conflict),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read with explicit per-route limits (see `read_body`).

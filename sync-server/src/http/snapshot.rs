@@ -1,0 +1,158 @@
+//! Device endpoints for kiosks: the tenant's public key
+//! (`GET /sync/v1/tenant-key`) and the signed offline snapshot of a yard
+//! (`GET /sync/v1/snapshot?yard=…`). Both are signed device requests.
+
+use super::device::authenticate;
+use super::error::ApiError;
+use super::kiosk::tenant_signing_key;
+use crate::storage::kiosk::LabelRecord;
+use crate::storage::{now_ms, StorageError};
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::Json;
+use fleet_protocol::label::{KeyId, LabelKind};
+use fleet_protocol::snapshot::{
+    SignedSnapshot, Snapshot, SnapshotAsset, SnapshotBadge, SnapshotKey, SnapshotReservation,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// How long a kiosk may go on using a snapshot with no newer one.
+pub const SNAPSHOT_VALID_MS: i64 = 24 * 3600 * 1000;
+const MAX_YARD: usize = 64;
+pub const DEFAULT_YARD: &str = "default";
+
+pub async fn tenant_key(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let device = authenticate(&state, &method, &uri, &headers, b"").await?;
+    let key = tenant_signing_key(&*state.storage, device.tenant_id).await?;
+    let public = key.verifying_key();
+    Ok(Json(json!({
+        "tenant_id": device.tenant_id,
+        "public_key": fleet_protocol::auth::encode_public_key(&public),
+        "key_id": KeyId::of(&public).to_hex(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotQuery {
+    yard: Option<String>,
+}
+
+fn check_yard(yard: Option<&str>) -> Result<String, ApiError> {
+    let yard = yard.unwrap_or(DEFAULT_YARD);
+    if yard.is_empty()
+        || yard.len() > MAX_YARD
+        || !yard
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ApiError::bad_request(
+            "bad_yard",
+            format!("yard must be 1 to {MAX_YARD} of A-Z a-z 0-9 - _ ."),
+        ));
+    }
+    Ok(yard.to_owned())
+}
+
+/// Approved reservations a yard's kiosks honour offline.
+///
+/// Reservations are not stored by this server yet, so the list is empty and a
+/// kiosk applies its walk-up policy to everyone. The reservation store fills
+/// this in.
+pub async fn reservations_for_snapshot(
+    _state: &AppState,
+    _tenant: Uuid,
+    _yard: &str,
+    _now_ms: i64,
+) -> Result<Vec<SnapshotReservation>, StorageError> {
+    Ok(Vec::new())
+}
+
+/// The snapshot body: policy, labels (assets, keys with slots, badges with
+/// revocations, short codes) and reservations.
+pub async fn build_snapshot(
+    state: &AppState,
+    tenant: Uuid,
+    yard: &str,
+    now_ms: i64,
+) -> Result<Snapshot, StorageError> {
+    let mut snap = Snapshot::empty(tenant, yard, now_ms, now_ms + SNAPSHOT_VALID_MS);
+    snap.policy = state.storage.kiosk_policy(tenant).await?;
+    let labels = state.storage.list_labels(tenant).await?;
+    fill_labels(&mut snap, &labels);
+    snap.reservations = reservations_for_snapshot(state, tenant, yard, now_ms).await?;
+    Ok(snap)
+}
+
+fn fill_labels(snap: &mut Snapshot, labels: &[LabelRecord]) {
+    for l in labels {
+        let revoked = l.revoked_at_ms.is_some();
+        match l.kind {
+            LabelKind::Badge => snap.badges.push(SnapshotBadge {
+                id: l.id,
+                driver_name: l.name.clone(),
+                revoked,
+            }),
+            LabelKind::Key => snap.keys.push(SnapshotKey {
+                id: l.id,
+                asset: l.asset_id.unwrap_or(Uuid::nil()),
+                slot: l.slot.unwrap_or(0),
+                revoked,
+            }),
+            // Readings and defects are not known to the server yet: the kiosk
+            // shows none rather than stale ones.
+            LabelKind::Asset | LabelKind::Vehicle => snap.assets.push(SnapshotAsset {
+                id: l.id,
+                kind: l.kind,
+                name: l.name.clone(),
+                short_code: l.short_code.clone(),
+                unsafe_defect: false,
+                odometer_km: None,
+                odometer_at_ms: None,
+                fuel_pct: None,
+                fuel_at_ms: None,
+            }),
+        }
+        if !revoked {
+            snap.short_codes.insert(l.short_code.clone(), l.id);
+        }
+    }
+}
+
+pub async fn snapshot(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    super::error::ApiQuery(q): super::error::ApiQuery<SnapshotQuery>,
+) -> Result<Json<SignedSnapshot>, ApiError> {
+    let device = authenticate(&state, &method, &uri, &headers, b"").await?;
+    let yard = check_yard(q.yard.as_deref())?;
+    let tenant = device.tenant_id;
+    let key = tenant_signing_key(&*state.storage, tenant).await?;
+    let snap = build_snapshot(&state, tenant, &yard, now_ms()).await?;
+    tracing::debug!(%tenant, device = %device.device_id, yard, badges = snap.badges.len(), assets = snap.assets.len(), "snapshot served");
+    Ok(Json(snap.sign(&key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yards_are_short_plain_names() {
+        assert_eq!(check_yard(None).unwrap(), "default");
+        assert_eq!(check_yard(Some("north-2")).unwrap(), "north-2");
+        assert!(check_yard(Some("")).is_err());
+        assert!(check_yard(Some("a/b")).is_err());
+        assert!(check_yard(Some(&"y".repeat(65))).is_err());
+    }
+}
