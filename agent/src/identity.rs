@@ -51,6 +51,8 @@ pub struct Identity {
     pub server_url: String,
     signing_key: SigningKey,
     server_cert_sha256: Option<Fingerprint>,
+    /// The tenant's label and snapshot key, from the enroll answer.
+    tenant_trust: Option<fleet_protocol::label::TenantTrust>,
 }
 
 impl fmt::Debug for Identity {
@@ -81,6 +83,10 @@ struct IdentityFile {
     signing_key: String,
     /// SHA-256 of the server's certificate, hex; absent for loopback http.
     server_cert_sha256: Option<String>,
+    /// The tenant's Ed25519 label and snapshot key, base64; absent when the
+    /// server that enrolled the device did not send one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_public_key: Option<String>,
 }
 
 impl Identity {
@@ -99,7 +105,25 @@ impl Identity {
             server_url,
             signing_key,
             server_cert_sha256,
+            tenant_trust: None,
         }
+    }
+
+    /// The tenant key labels and snapshots are checked against.
+    pub fn tenant_trust(&self) -> Option<&fleet_protocol::label::TenantTrust> {
+        self.tenant_trust.as_ref()
+    }
+
+    pub fn with_tenant_key(mut self, public_key_b64: &str) -> Result<Self, IdentityError> {
+        self.tenant_trust = Some(
+            fleet_protocol::label::TenantTrust::from_b64(self.tenant_id, public_key_b64).map_err(
+                |_| IdentityError::Corrupt {
+                    path: PathBuf::from(IDENTITY_FILE),
+                    reason: "tenant public key is not an Ed25519 key in base64".into(),
+                },
+            )?,
+        );
+        Ok(self)
     }
 
     pub fn path(data_dir: &Path) -> PathBuf {
@@ -155,6 +179,12 @@ impl Identity {
             .map(tls::parse_fingerprint)
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?;
+        let tenant_trust = file
+            .tenant_public_key
+            .as_deref()
+            .map(|k| fleet_protocol::label::TenantTrust::from_b64(file.tenant_id, k))
+            .transpose()
+            .map_err(|_| corrupt("tenant public key is not an Ed25519 key in base64".into()))?;
         Ok(Identity {
             device_id: file.device_id,
             tenant_id: file.tenant_id,
@@ -162,6 +192,7 @@ impl Identity {
             server_url: file.server_url,
             signing_key: SigningKey::from_bytes(&key_bytes),
             server_cert_sha256: pin,
+            tenant_trust,
         })
     }
 
@@ -181,6 +212,7 @@ impl Identity {
             server_url: self.server_url.clone(),
             signing_key: B64.encode(self.signing_key.to_bytes()),
             server_cert_sha256: self.server_cert_sha256.map(hex::encode),
+            tenant_public_key: self.tenant_trust.as_ref().map(|t| t.public_key_b64()),
         };
         let json = serde_json::to_vec_pretty(&file).expect("identity serializes");
         let tmp = data_dir.join(format!(".{IDENTITY_FILE}.tmp"));
@@ -358,6 +390,17 @@ pub async fn enroll_with(opts: EnrollOptions<'_>) -> Result<Identity, EnrollErro
         server_url: url.as_str().trim_end_matches('/').to_owned(),
         signing_key: key,
         server_cert_sha256: pinned,
+        tenant_trust: None,
+    };
+    // A key that does not decode is left out: labels then go unverified until
+    // the snapshot pull fetches the key again, which beats failing enrollment.
+    let identity = match answer.tenant_public_key.as_deref() {
+        Some(k) => identity
+            .clone()
+            .with_tenant_key(k)
+            .inspect_err(|e| tracing::warn!("enroll answer: {e}"))
+            .unwrap_or(identity),
+        None => identity,
     };
     identity.save(opts.data_dir)?;
     tracing::info!(

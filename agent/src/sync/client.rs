@@ -256,6 +256,40 @@ impl SyncClient {
         Ok((status != StatusCode::NO_CONTENT && !bytes.is_empty()).then_some(bytes))
     }
 
+    /// A request to `path_and_query` signed over `signed_body`, for callers that
+    /// read the response themselves (snapshot pulls, resumable blob uploads,
+    /// which sign an empty body because their bytes carry their own digest).
+    pub fn signed_request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        signed_body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let mut url = self.base.clone();
+        let base_path = url.path().trim_end_matches('/').to_owned();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        url.set_path(&format!("{base_path}{path}"));
+        url.set_query(query);
+        let signed_path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let authorization = fleet_protocol::auth::sign_request(
+            &self.key,
+            self.device_id,
+            method.as_str(),
+            &signed_path,
+            self.request_time_ms(),
+            signed_body,
+        );
+        self.http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -9,10 +9,12 @@
 pub mod anchors;
 pub mod backfill;
 pub mod backoff;
+pub mod blobs;
 pub mod client;
 pub mod control;
 pub mod docs;
 pub mod progress;
+pub mod snapshot;
 pub mod tls;
 
 use crate::clock::SharedClock;
