@@ -442,6 +442,8 @@ impl AgentConfig {
             jitter_seed: None,
             control_interval: Duration::from_millis(y.control_interval_ms),
             control: None,
+            kiosk_yard: None,
+            snapshot_interval: SyncOptions::default().snapshot_interval,
         }
     }
 }

@@ -55,6 +55,10 @@ pub struct SyncOptions {
     /// How often to pull the desired config and report status, when `control` is set.
     pub control_interval: Duration,
     pub control: Option<control::ControlLink>,
+    /// A kiosk's yard: its signed snapshot is pulled at most every
+    /// `snapshot_interval`, with the document rounds.
+    pub kiosk_yard: Option<String>,
+    pub snapshot_interval: Duration,
 }
 
 impl Default for SyncOptions {
@@ -71,6 +75,8 @@ impl Default for SyncOptions {
             jitter_seed: None,
             control_interval: Duration::from_secs(300),
             control: None,
+            kiosk_yard: None,
+            snapshot_interval: Duration::from_secs(300),
         }
     }
 }
@@ -105,6 +111,7 @@ pub async fn run_sync(
         skew_retries: 0,
         best_anchor: None,
         docs_due: Instant::now(),
+        snapshot_due: Instant::now(),
         time_unavailable: false,
         failing: false,
         backfill: backfill::Backfill::new(backfill::REPORT_EVERY),
@@ -235,6 +242,7 @@ struct Worker {
     /// The best stored anchor for the current boot.
     best_anchor: Option<TimeAnchor>,
     docs_due: Instant,
+    snapshot_due: Instant,
     /// The server has no time endpoint; don't ask again.
     time_unavailable: bool,
     /// The last request failed (to log recovery once).
@@ -343,6 +351,7 @@ impl Worker {
                 self.identity.device_id,
             ))
             .await;
+        self.kiosk_round().await;
         self.keep_anchor().await;
         match result {
             None => Step::Interrupted,
@@ -363,6 +372,52 @@ impl Worker {
                 tracing::warn!(error = %e, "document sync failed");
                 Step::Progress
             }
+        }
+    }
+
+    /// Uploads queued blobs and, on a kiosk, refreshes the yard snapshot. A
+    /// failure here waits for the next round; it never holds up the outbox.
+    async fn kiosk_round(&mut self) {
+        let Some(data_dir) = self.store.path().parent().map(std::path::Path::to_owned) else {
+            return;
+        };
+        match self
+            .gate
+            .guard(blobs::upload_pending(&self.client, &data_dir))
+            .await
+        {
+            Some(Ok(0)) | None => {}
+            Some(Ok(n)) => tracing::debug!(uploaded = n, "blobs uploaded"),
+            Some(Err(e)) => tracing::warn!(error = %e, "blob upload stopped; resuming next round"),
+        }
+        let Some(yard) = self.opts.kiosk_yard.clone() else {
+            return;
+        };
+        if Instant::now() < self.snapshot_due {
+            return;
+        }
+        self.snapshot_due = Instant::now() + self.opts.snapshot_interval;
+        let trust = self.identity.tenant_trust().cloned();
+        if let Some(t) = &trust {
+            keep_trust_file(&data_dir, t);
+        }
+        let now = self.client.request_time_ms();
+        match self
+            .gate
+            .guard(snapshot::pull(
+                &self.client,
+                trust.as_ref(),
+                &data_dir,
+                &yard,
+                now,
+            ))
+            .await
+        {
+            None | Some(Ok(snapshot::Pulled::NotNewer)) => {}
+            Some(Ok(snapshot::Pulled::Stored { generated_at_ms })) => {
+                tracing::debug!(yard, generated_at_ms, "kiosk snapshot refreshed")
+            }
+            Some(Err(e)) => tracing::warn!(yard, error = %e, "kiosk snapshot not refreshed"),
         }
     }
 
@@ -533,7 +588,9 @@ impl Worker {
     }
 
     fn control_is_due(&self) -> bool {
-        self.opts.control.is_some() && !self.control_unavailable && Instant::now() >= self.control_due
+        self.opts.control.is_some()
+            && !self.control_unavailable
+            && Instant::now() >= self.control_due
     }
 
     /// Pull the desired config (applying a new one) and report status.
@@ -623,5 +680,22 @@ impl Worker {
             }
             Err(e) => tracing::warn!(error = %e, "cannot store time anchor"),
         }
+    }
+}
+
+/// Writes the tenant key where the kiosk reads it (`tenant-key.json`) when it
+/// is not there yet, from the key enrollment handed over.
+fn keep_trust_file(data_dir: &std::path::Path, trust: &fleet_protocol::label::TenantTrust) {
+    let path = data_dir.join(snapshot::TRUST_FILE);
+    if path.exists() {
+        return;
+    }
+    let tmp = data_dir.join(format!(".{}.tmp", snapshot::TRUST_FILE));
+    let json = serde_json::to_vec(trust).expect("a tenant key serializes");
+    let written = std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the tenant key file");
     }
 }

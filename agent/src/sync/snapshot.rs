@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
+/// Where the kiosk reads the tenant key (`{"tenant_id", "public_key"}`); the
+/// sync loop writes it from the identity's key when it is missing.
+pub const TRUST_FILE: &str = "tenant-key.json";
 
 #[derive(Debug, Error)]
 pub enum SnapshotPullError {
