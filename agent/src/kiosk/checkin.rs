@@ -114,7 +114,7 @@ mod tests {
 
     fn frame(w: u32, h: u32) -> Vec<u8> {
         (0..w * h)
-            .map(|i| ((i % w) * 255 / w ^ (i / w) * 7) as u8)
+            .map(|i| (((i % w) * 255 / w) ^ ((i / w) * 7)) as u8)
             .collect()
     }
 

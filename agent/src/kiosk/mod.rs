@@ -5,7 +5,11 @@
 
 pub mod checkin;
 pub mod custody;
+pub mod engine;
 pub mod flow;
+pub mod http;
 pub mod outputs;
 pub mod overdue;
 pub mod policy;
+
+pub use engine::{BlobSink, Kiosk, KioskError, KioskParts};

@@ -159,7 +159,12 @@ mod tests {
         let mut back = out(&y, NOW + HOUR_MS, 4);
         back.op = CustodyAction::CheckIn;
         ops.get_mut(&y.car).expect("car").push(back);
-        assert!(!car_overdue(check(&y.snap, &ops, due + 1, &BTreeSet::new())));
+        assert!(!car_overdue(check(
+            &y.snap,
+            &ops,
+            due + 1,
+            &BTreeSet::new()
+        )));
     }
 
     #[test]
