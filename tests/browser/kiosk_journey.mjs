@@ -79,17 +79,19 @@ try {
   text = await page.locator("#detail").textContent();
   check("the confirm screen names the vehicle and slot", text.includes(c.vehicle_name) && text.includes(`slot ${c.slot}`), text);
   await snap(page, "confirm");
+  // Key boxes number slots from 1; the GPIO record lists relays from 0.
+  const relay = c.slot - 1;
   const before = await (await page.request.get(`${c.url}api/gpio`)).json();
-  check("no key was released before the confirm", before.slots[c.slot].transitions.length === 0, before.slots[c.slot]);
+  check("no key was released before the confirm", before.slots[relay].transitions.length === 0, before.slots[relay]);
   await page.click("#confirm");
   await step("checked_out");
   await page.waitForSelector("#result:not([hidden])");
   text = await result.textContent();
   check("the screen confirms the check-out", /checked out/i.test(text), text);
   const gpio = await (await page.request.get(`${c.url}api/gpio`)).json();
-  const rises = gpio.slots[c.slot].transitions.filter((t) => t.high);
-  check("the slot relay fired once", rises.length === 1, gpio.slots[c.slot]);
-  check("no other slot moved", gpio.slots.every((s, i) => i === c.slot || s.transitions.length === 0), gpio.slots);
+  const rises = gpio.slots[relay].transitions.filter((t) => t.high);
+  check("the slot relay fired once", rises.length === 1, gpio.slots[relay]);
+  check("no other slot moved", gpio.slots.every((s, i) => i === relay || s.transitions.length === 0), gpio.slots);
   check("the green LED lit", gpio.green.transitions.some((t) => t.high), gpio.green);
   await snap(page, "checked-out");
   const unsynced = Number(await page.locator("#unsynced").textContent());

@@ -61,6 +61,7 @@ pub struct KioskParts {
     /// The name custody operations carry (`kiosk` field).
     pub kiosk_id: String,
     pub yard: String,
+    /// The tenant key at start; [`Kiosk::set_trust`] replaces it.
     pub trust: Option<TenantTrust>,
     pub signals: Signals,
     /// The simulated lines, when the GPIO is simulated (shown on the local API).
@@ -84,6 +85,7 @@ struct Inner {
     parts: KioskParts,
     flow: tokio::sync::Mutex<Flow>,
     snapshot: RwLock<Option<Snapshot>>,
+    trust: RwLock<Option<TenantTrust>>,
     holders: Mutex<BTreeMap<Uuid, CustodyOp>>,
     last: Mutex<Option<LastResult>>,
     frame: Mutex<Option<Frame>>,
@@ -102,7 +104,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Kiosk {
     pub fn new(parts: KioskParts) -> Self {
         let now = parts.clock.wall_ms();
+        let trust = RwLock::new(parts.trust.clone());
         Kiosk(Arc::new(Inner {
+            trust,
             parts,
             flow: tokio::sync::Mutex::new(Flow::new(now)),
             snapshot: RwLock::new(None),
@@ -116,6 +120,19 @@ impl Kiosk {
 
     pub fn set_snapshot(&self, snap: Option<Snapshot>) {
         *self.0.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
+    }
+
+    /// The tenant key labels and snapshots are checked against.
+    pub fn set_trust(&self, trust: Option<TenantTrust>) {
+        *self.0.trust.write().unwrap_or_else(|e| e.into_inner()) = trust;
+    }
+
+    pub fn trust(&self) -> Option<TenantTrust> {
+        self.0
+            .trust
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_online(&self, online: bool) {
@@ -149,12 +166,13 @@ impl Kiosk {
         let mut flow = self.0.flow.lock().await;
         let effects = {
             let snap = self.0.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            let trust = self.trust();
             let holders = lock(&self.0.holders).clone();
             let holder = move |asset: Uuid| holders.get(&asset).cloned();
             let ctx = Ctx {
                 now_ms: now,
                 snapshot: snap.as_ref(),
-                trust: self.0.parts.trust.as_ref(),
+                trust: trust.as_ref(),
                 holder: &holder,
             };
             flow.handle(input, &ctx)?
@@ -203,8 +221,13 @@ impl Kiosk {
                 };
                 custody::record(&p.store, c.asset.id, &op).await?;
                 lock(&self.0.holders).insert(c.asset.id, op);
+                // Key boxes number their slots from 1; relays are indexed from 0.
                 if let Some(slot) = c.asset.slot {
-                    if let Err(e) = p.signals.release(slot as usize) {
+                    let released = (slot as usize)
+                        .checked_sub(1)
+                        .ok_or(fleet_hal::gpio::GpioError::NoSuchSlot(0, p.signals.slots()))
+                        .and_then(|i| p.signals.release(i));
+                    if let Err(e) = released {
                         tracing::error!(slot, error = %e, "cannot release the key");
                     }
                 }
@@ -604,11 +627,11 @@ mod tests {
             .await
             .expect("key");
         assert!(
-            r.sim.slots[2].transitions().is_empty(),
+            r.sim.slots[1].transitions().is_empty(),
             "nothing before the confirm"
         );
         k.handle(Input::Confirm).await.expect("confirm");
-        assert!(r.sim.slots[2].is_high_now());
+        assert!(r.sim.slots[1].is_high_now(), "slot 2 is the second relay");
         // The event was durable when the relay went high: record() had returned.
         let evs = events(&r.store).await;
         let out = evs
@@ -621,7 +644,7 @@ mod tests {
         assert_eq!(d["reservation"], json!(r.y.res));
         assert_eq!(d["slot"], json!(2));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(r.sim.slots[2].transitions().len(), 2, "one pulse");
+        assert_eq!(r.sim.slots[1].transitions().len(), 2, "one pulse");
         assert!(r.sim.green.transitions()[0].high);
         // Custody now says the van is out, here.
         let held = custody::load_all(&r.store).await.expect("custody");
