@@ -8,9 +8,11 @@ pub mod custody;
 pub mod docs;
 pub mod http;
 pub mod live;
+pub mod rollout;
 pub mod storage;
 pub mod timebase;
 pub mod tls;
+pub mod webhooks;
 
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -47,6 +49,8 @@ pub struct Settings {
     pub blob_dir: Option<std::path::PathBuf>,
     /// Largest blob a device may upload, in bytes.
     pub max_blob_bytes: usize,
+    /// Accept webhook URLs on loopback and private networks (`--allow-private-webhooks`).
+    pub allow_private_webhooks: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +66,7 @@ impl Default for Settings {
             default_max_users: None,
             blob_dir: None,
             max_blob_bytes: 2 << 20,
+            allow_private_webhooks: false,
         }
     }
 }

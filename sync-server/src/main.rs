@@ -45,6 +45,9 @@ enum Command {
             hide_env_values = true
         )]
         metrics_token: Option<String>,
+        /// Let webhooks target loopback and private addresses (closed networks, tests).
+        #[arg(long, env = "FLEET_ALLOW_PRIVATE_WEBHOOKS")]
+        allow_private_webhooks: bool,
         /// Where uploaded photos and signatures are kept [default: DATA/blobs].
         #[arg(long, env = "FLEET_BLOB_DIR", value_name = "DIR")]
         blob_dir: Option<PathBuf>,
@@ -208,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             metrics_token,
+            allow_private_webhooks,
             blob_dir,
         } => {
             // Check the certificate before touching the database or the port, so a
@@ -222,9 +226,19 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let state = fleet_sync::AppState::new(storage).with_settings(fleet_sync::Settings {
                 metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
+                allow_private_webhooks,
                 blob_dir: Some(blob_dir.unwrap_or_else(|| data.join("blobs"))),
                 ..fleet_sync::Settings::default()
             });
+            // Webhook deliveries, the device-offline check and rollout checks;
+            // stops with the process.
+            let _background = fleet_sync::webhooks::worker::spawn(
+                state.clone(),
+                fleet_sync::webhooks::WebhookSettings {
+                    allow_private: allow_private_webhooks,
+                    ..Default::default()
+                },
+            );
             match tls {
                 Some(tls) => {
                     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), cert_sha256 = %tls.fingerprint, "fleet-sync listening for HTTPS");

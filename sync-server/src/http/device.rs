@@ -204,6 +204,7 @@ pub async fn batches(
         ));
     }
     let (first, last) = (h.first_seq, h.last_seq);
+    let triggers = crate::webhooks::triggers_in(&batch);
     let received_ms = now_ms();
     let live = crate::live::ingest::live_events(&batch, received_ms);
     let out = state.storage.ingest_batch(&device, batch, received_ms).await?;
@@ -215,6 +216,7 @@ pub async fn batches(
                 .publish_at(device.tenant_id, e.event, e.at_ms, Some(e.source));
         }
     }
+    crate::webhooks::enqueue_triggers(&state, &device, triggers).await;
     state.metrics.batch(
         out.stored.into(),
         out.duplicates.into(),

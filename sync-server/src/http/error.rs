@@ -98,6 +98,7 @@ impl From<StorageError> for ApiError {
             StorageError::DeviceRevoked => (S::UNAUTHORIZED, "device_revoked"),
             StorageError::Replayed => (S::UNAUTHORIZED, "replayed_request"),
             StorageError::Invalid(_) => (S::BAD_REQUEST, "invalid_request"),
+            StorageError::Unsupported(_) => (S::NOT_IMPLEMENTED, "not_implemented"),
             StorageError::UnknownUser => (S::NOT_FOUND, "user_not_found"),
             StorageError::UnknownKey => (S::NOT_FOUND, "key_not_found"),
             StorageError::Conflict(_) => (S::CONFLICT, "conflict"),

@@ -2,9 +2,11 @@
 //! health checks and the dashboard.
 
 pub mod auth;
+pub(crate) mod control;
 pub mod blobs;
 mod dashboard;
 mod device;
+mod device_control;
 pub mod error;
 pub mod kiosk;
 pub mod limits;
@@ -16,7 +18,7 @@ pub mod stream;
 use crate::AppState;
 use axum::body::Body;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use error::ApiError;
 use fleet_protocol::api;
@@ -32,6 +34,50 @@ pub fn router(state: AppState) -> Router {
         .route(api::PATH_TIME, get(device::time))
         .route(api::PATH_BATCHES, post(device::batches))
         .route("/sync/v1/docs/{*rest}", post(device::doc_sync))
+        .route(
+            fleet_protocol::control::PATH_STATUS,
+            post(device_control::status),
+        )
+        .route(
+            fleet_protocol::control::PATH_CONFIG,
+            get(device_control::config),
+        )
+        .route(
+            "/api/v1/enrollment-tokens",
+            get(control::list_tokens).post(control::create_token),
+        )
+        .route(
+            "/api/v1/enrollment-tokens/{id}",
+            delete(control::revoke_token),
+        )
+        .route("/api/v1/devices/{id}", get(control::device))
+        .route("/api/v1/devices/{id}/revoke", post(control::revoke_device))
+        .route(
+            "/api/v1/device-groups",
+            get(control::list_groups).post(control::create_group),
+        )
+        .route("/api/v1/device-groups/{id}", get(control::get_group))
+        .route(
+            "/api/v1/device-groups/{id}/devices",
+            post(control::assign_devices),
+        )
+        .route(
+            "/api/v1/device-groups/{id}/config",
+            post(control::create_config),
+        )
+        .route(
+            "/api/v1/device-groups/{id}/config/{version}",
+            get(control::get_config),
+        )
+        .route(
+            "/api/v1/webhooks",
+            get(control::list_webhooks).post(control::create_webhook),
+        )
+        .route("/api/v1/webhooks/{id}", delete(control::delete_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(control::webhook_deliveries),
+        )
         .route("/api/v1/devices", get(operator::devices))
         .route("/api/v1/devices/{id}/events", get(operator::device_events))
         .route("/api/v1/vehicles", get(operator::vehicles))

@@ -13,6 +13,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
+pub mod control;
 pub mod kiosk;
 pub mod migration;
 pub mod postgres;
@@ -23,6 +24,8 @@ pub mod stream;
 pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
+#[cfg(test)]
+pub mod conformance_control;
 #[cfg(test)]
 pub mod conformance_kiosk;
 
@@ -56,6 +59,8 @@ pub enum StorageError {
     LimitReached { limit: &'static str, max: u64 },
     #[error("database schema version {found} is newer than this binary supports ({supported}); upgrade fleet-sync")]
     SchemaTooNew { found: u32, supported: u32 },
+    #[error("{0} is not available yet")]
+    Unsupported(&'static str),
     #[error("storage is shut down")]
     Closed,
     #[error("stored data is damaged: {0}")]
@@ -187,7 +192,9 @@ pub struct DocBytes {
 }
 
 #[async_trait]
-pub trait Storage: access::AccessStore + kiosk::KioskStore + Send + Sync + 'static {
+pub trait Storage:
+    access::AccessStore + control::ControlStore + kiosk::KioskStore + Send + Sync + 'static
+{
     /// Cheap check that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;
 

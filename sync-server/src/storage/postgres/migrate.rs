@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0002_access.sql"),
     },
     Migration {
+        version: 3,
+        name: "control",
+        sql: include_str!("../../../../migrations/server-postgres/0003_control.sql"),
+    },
+    Migration {
         version: 5,
         name: "kiosk",
         sql: include_str!("../../../../migrations/server-postgres/0005_kiosk.sql"),

@@ -2,6 +2,7 @@
 
 mod access;
 mod conn;
+mod control;
 mod ingest;
 mod kiosk;
 mod stream;
@@ -580,6 +581,7 @@ mod conformance {
 
     crate::conformance_suite!(fresh());
     crate::conformance_access_suite!(fresh());
+    crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
 }
 
