@@ -100,7 +100,9 @@ CREATE TABLE events (
     -- Best known true time: anchor-rebased when the boot has an anchor.
     time_ms         bigint   NOT NULL,
     time_source     text     NOT NULL,
-    data            jsonb    NOT NULL,
+    -- JSON text, as on SQLite: jsonb would refuse a \u0000 in a string and so
+    -- turn one odd event into a batch that never lands.
+    data            text     NOT NULL,
     received_at_ms  bigint   NOT NULL,
     PRIMARY KEY (tenant_id, device_id, seq, time_ms)
 ) PARTITION BY RANGE (time_ms);

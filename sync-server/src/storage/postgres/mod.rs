@@ -144,7 +144,8 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StorageError> {
         hlc: r.get::<_, i64>(8) as u64,
         config_version: u32::try_from(r.get::<_, i64>(9))
             .map_err(|_| StorageError::Corrupt("config version".into()))?,
-        data: r.get(10),
+        data: serde_json::from_str(r.get::<_, &str>(10))
+            .map_err(|e| StorageError::Corrupt(format!("event data: {e}")))?,
     })
 }
 

@@ -3,7 +3,7 @@
 mod access;
 mod conn;
 mod control;
-mod ingest;
+pub(crate) mod ingest;
 mod kiosk;
 mod stream;
 
