@@ -25,7 +25,7 @@ pub struct DocOps {
     pub unreadable: usize,
 }
 
-fn scalar<'a>(doc: &'a AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<ScalarValue> {
+fn scalar(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<ScalarValue> {
     match doc.get(obj, key).ok()?? {
         (Value::Scalar(s), _) => Some(s.into_owned()),
         _ => None,

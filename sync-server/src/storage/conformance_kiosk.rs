@@ -167,7 +167,7 @@ pub async fn custody_conflicts_are_recorded_once_and_resolved_once(storage: Arc<
             asset,
             Some(second.clone()),
             2,
-            &[conflict.clone()],
+            std::slice::from_ref(&conflict),
             NOW + 20,
         )
         .await
