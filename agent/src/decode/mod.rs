@@ -8,3 +8,4 @@ pub mod j1939;
 pub mod nmea;
 pub mod obd;
 pub mod obd_can;
+pub mod qr;

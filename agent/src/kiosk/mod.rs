@@ -3,6 +3,7 @@
 //! recorded durably before a key-box relay fires; custody of each asset lives
 //! in an automerge document that syncs like any other.
 
+pub mod camera;
 pub mod checkin;
 pub mod custody;
 pub mod engine;
@@ -11,5 +12,6 @@ pub mod http;
 pub mod outputs;
 pub mod overdue;
 pub mod policy;
+pub mod scan;
 
 pub use engine::{BlobSink, Kiosk, KioskError, KioskParts};

@@ -6,6 +6,7 @@ pub mod candump;
 pub mod j1939;
 pub mod nmea;
 pub mod obd;
+pub mod qr;
 
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -48,6 +49,12 @@ pub enum DecodeCommand {
     J1939 {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// QR codes in JPEG or PNG images: one line per image with each code's
+    /// text and corners; exits non-zero if any file could not be read.
+    Qr {
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<PathBuf>,
     },
 }
 
@@ -120,6 +127,20 @@ pub async fn run(args: DecodeArgs) -> anyhow::Result<()> {
                 s.tp_dropped,
                 s.skipped
             );
+        }
+        DecodeCommand::Qr { images } => {
+            let s = qr::decode_qr_files(&images, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "{} images: {} codes, {} with none, {} unreadable",
+                s.images + s.errors,
+                s.codes,
+                s.empty,
+                s.errors
+            );
+            if s.errors > 0 {
+                anyhow::bail!("{} of {} files could not be read", s.errors, images.len());
+            }
         }
     }
     out.flush()?;
