@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub enrollment: Option<EnrollmentConfig>,
     pub sources: SourcesConfig,
     pub rules: RulesConfig,
+    /// The kiosk's flows, UI and lines, for `[device] role = "kiosk"`.
+    pub kiosk: crate::kiosk::KioskConfig,
 }
 
 impl Default for AgentConfig {
@@ -74,6 +76,7 @@ impl Default for AgentConfig {
             enrollment: None,
             sources: SourcesConfig::default(),
             rules: RulesConfig::default(),
+            kiosk: crate::kiosk::KioskConfig::default(),
         }
     }
 }
@@ -160,7 +163,7 @@ pub enum Role {
     /// A truck's gateway: CAN/J1939, OBD-II, GNSS, ignition.
     #[default]
     Vehicle,
-    /// A yard kiosk: camera, touch screen, key-box relay (its flows come later).
+    /// A yard kiosk: camera, touch screen, key-box relay (`[kiosk]`).
     Kiosk,
 }
 
@@ -363,6 +366,9 @@ impl AgentConfig {
         }
         errs.extend(self.sources.problems());
         errs.extend(self.rules.problems());
+        if self.device.role == Role::Kiosk {
+            errs.extend(self.kiosk.problems());
+        }
         if self.metrics.enabled {
             if let Err(err) = self.metrics.listen_addr() {
                 errs.push(err);
@@ -442,7 +448,7 @@ impl AgentConfig {
             jitter_seed: None,
             control_interval: Duration::from_millis(y.control_interval_ms),
             control: None,
-            kiosk_yard: None,
+            kiosk_yard: (self.device.role == Role::Kiosk).then(|| self.kiosk.yard.clone()),
             snapshot_interval: SyncOptions::default().snapshot_interval,
         }
     }

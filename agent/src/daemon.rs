@@ -66,6 +66,7 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     metrics::agent().set_enrolled(identity.is_some());
+    let device_id = identity.as_ref().map(|id| id.device_id);
     let pipeline_stats = pipeline::StatsHandle::default();
     let (rules, applied_version) = sync::control::effective_rules(&cfg.rules, &opts.data_dir);
     let (applied_tx, applied_rx) = watch::channel(applied_version.unwrap_or(0));
@@ -141,13 +142,37 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
         applied_rx,
     ));
+    let mut kiosk_task = (cfg.device.role == crate::config::Role::Kiosk).then(|| {
+        tokio::spawn(crate::kiosk::run(crate::kiosk::KioskRun {
+            cfg: cfg.kiosk.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            data_dir: opts.data_dir.clone(),
+            device_id,
+            config_version: cfg.version,
+            stop: stop_rx.clone(),
+        }))
+    });
     let notifier = systemd::Notifier::from_env();
     notifier.ready("recording");
     let watchdog = tokio::spawn(systemd::keep_alive(notifier.clone(), store.clone()));
 
     let mut stopping = stop_rx.clone();
+    let kiosk_ended = async {
+        match kiosk_task.as_mut() {
+            Some(t) => t.await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut kiosk_result = None;
     let pipeline_result = tokio::select! {
         r = &mut pipeline_task => Some(r),
+        r = kiosk_ended => {
+            // A kiosk that cannot run (its UI port taken, its lines unusable)
+            // stops the agent rather than leave a dead screen.
+            kiosk_result = Some(flatten(r, "kiosk"));
+            None
+        }
         _ = stopping.wait_for(|s| *s) => None,
     };
     let _ = stop_tx.send(true);
@@ -170,6 +195,11 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
         Some(t) => stop_within(t, "sync").await,
         None => Ok(()),
     };
+    let kiosk_result = match (kiosk_result, kiosk_task) {
+        (Some(r), _) => r,
+        (None, Some(t)) => stop_within(t, "kiosk").await,
+        (None, None) => Ok(()),
+    };
     let flushed = store.flush().await;
     let closed = store.close().await;
     match &flushed {
@@ -180,6 +210,7 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
     }
     pipeline_result?;
     sync_result?;
+    kiosk_result?;
     flushed?;
     closed?;
     if ignition_stop {

@@ -2,6 +2,9 @@
 //! offline against the tenant's key and the signed snapshot; check-outs are
 //! recorded durably before a key-box relay fires; custody of each asset lives
 //! in an automerge document that syncs like any other.
+//!
+//! `fleet-agent run` with `[device] role = "kiosk"` starts [`run`]: the camera
+//! task, the flow, the door watch, the overdue check and the local touch UI.
 
 pub mod camera;
 pub mod checkin;
@@ -13,5 +16,7 @@ pub mod outputs;
 pub mod overdue;
 pub mod policy;
 pub mod scan;
+mod start;
 
 pub use engine::{BlobSink, Kiosk, KioskError, KioskParts};
+pub use start::{load_snapshot, run, KioskConfig, KioskRun, SNAPSHOT_FILE, TRUST_FILE};
