@@ -13,14 +13,17 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// One request the receiver got: its headers and body.
+type Call = (HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    calls: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    calls: Arc<Mutex<Vec<Call>>>,
     fail_first: usize,
 }
 
 impl Receiver {
-    fn calls(&self) -> Vec<(HeaderMap, Vec<u8>)> {
+    fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 }

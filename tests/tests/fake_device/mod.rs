@@ -231,7 +231,7 @@ impl FakeDevice {
             .iter()
             .map(|(seq, kind, data)| Event {
                 seq: *seq,
-                kind: Kind::known(*kind),
+                kind: Kind::known(kind),
                 priority: Priority::Critical,
                 time: EventTime {
                     boot_id: self.boot,
