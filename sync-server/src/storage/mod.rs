@@ -25,6 +25,8 @@ pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
 #[cfg(test)]
+pub mod conformance_stream;
+#[cfg(test)]
 pub mod conformance_control;
 #[cfg(test)]
 pub mod conformance_kiosk;

@@ -11,6 +11,7 @@ mod ingest;
 mod kiosk;
 pub mod migrate;
 pub mod partitions;
+mod stream;
 pub mod testing;
 
 pub use migrate::MIGRATIONS;
@@ -363,6 +364,10 @@ impl Storage for PgStorage {
         let c = self.pool.get().await.map_err(pool_err)?;
         c.simple_query("SELECT 1").await.map_err(pg)?;
         Ok(())
+    }
+
+    fn stream_store(&self) -> Option<&dyn crate::storage::stream::StreamStore> {
+        Some(self)
     }
 
     async fn create_tenant(&self, name: &str) -> Result<NewTenant, StorageError> {
@@ -786,5 +791,6 @@ impl Storage for PgStorage {
 #[cfg(test)]
 mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
+    crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
 }

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
     },
     Migration {
+        version: 4,
+        name: "stream",
+        sql: include_str!("../../../../migrations/server-sqlite/0004_stream.sql"),
+    },
+    Migration {
         version: 3,
         name: "control",
         sql: include_str!("../../../../migrations/server-sqlite/0003_control.sql"),

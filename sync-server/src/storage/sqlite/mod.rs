@@ -581,6 +581,7 @@ mod conformance {
 
     crate::conformance_suite!(fresh());
     crate::conformance_access_suite!(fresh());
+    crate::conformance_stream_suite!(fresh());
     crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
 }
