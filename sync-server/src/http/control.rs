@@ -764,3 +764,163 @@ pub async fn webhook_deliveries(
         .collect();
     Ok(Json(json!({ "deliveries": out })))
 }
+
+// The fragment's building blocks, in the shapes `http::openapi` merges.
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn error_response(description: &str) -> Value {
+    json_response(description, schema_ref("Error"))
+}
+
+fn json_req(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn uuid_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
+}
+
+/// The OpenAPI fragment of the control-plane endpoints.
+pub fn openapi() -> Value {
+    let uuid = json!({ "type": "string", "format": "uuid" });
+    let time = json!({ "type": "string", "format": "date-time" });
+    let op = |id: &str, summary: &str, cap: &str, extra: Value| {
+        let mut o = json!({
+            "operationId": id,
+            "summary": summary,
+            "tags": ["control"],
+            "x-capability": cap,
+        });
+        if let (Some(o), Some(e)) = (o.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        o
+    };
+    let ok = |d: &str, s: &str| json!({ "200": json_response(d, schema_ref(s)) });
+    let created = |d: &str, s: &str| json!({ "201": json_response(d, schema_ref(s)), "400": error_response("bad input") });
+    let id = || json!([uuid_param("id")]);
+    json!({
+        "paths": {
+            "/api/v1/enrollment-tokens": {
+                "get": op("listEnrollmentTokens", "Enrollment tokens with their uses left and expiry (never the secret)", "manage_devices",
+                    json!({ "responses": ok("the tokens", "TokenList") })),
+                "post": op("createEnrollmentToken", "Issue an enrollment token; the secret is in this answer only", "manage_devices",
+                    json!({ "requestBody": json_req(json!({ "type": "object", "required": ["ttl_s", "uses"], "additionalProperties": false,
+                        "properties": { "ttl_s": { "type": "integer", "minimum": 1, "maximum": MAX_TOKEN_TTL_S },
+                                        "uses": { "type": "integer", "minimum": 1, "maximum": MAX_TOKEN_USES } } })),
+                        "responses": created("the token and its secret", "Token") }))
+            },
+            "/api/v1/enrollment-tokens/{id}": {
+                "delete": op("revokeEnrollmentToken", "Revoke a token: it enrolls nobody from now on", "manage_devices",
+                    json!({ "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{64}$" } }],
+                        "responses": { "204": { "description": "revoked" }, "404": error_response("no such token") } }))
+            },
+            "/api/v1/devices/{id}": {
+                "get": op("getDevice", "A device's registry entry and its latest status report", "read_fleet",
+                    json!({ "parameters": id(), "responses": { "200": json_response("the device", schema_ref("DeviceRegistry")), "404": error_response("no such device") } }))
+            },
+            "/api/v1/devices/{id}/revoke": {
+                "post": op("revokeDevice", "Revoke a device's credentials; its next request is refused", "manage_devices",
+                    json!({ "parameters": id(), "responses": { "200": json_response("revoked", json!({ "type": "object" })), "404": error_response("no such device") } }))
+            },
+            "/api/v1/device-groups": {
+                "get": op("listDeviceGroups", "Device groups and their members", "read_fleet",
+                    json!({ "responses": ok("the groups", "DeviceGroupList") })),
+                "post": op("createDeviceGroup", "Create a device group", "manage_devices",
+                    json!({ "requestBody": json_req(json!({ "type": "object", "required": ["name"], "additionalProperties": false,
+                        "properties": { "name": { "type": "string", "minLength": 1, "maxLength": MAX_GROUP_NAME } } })),
+                        "responses": created("the group", "DeviceGroup") }))
+            },
+            "/api/v1/device-groups/{id}": {
+                "get": op("getDeviceGroup", "A group with its config rollouts, newest first, and the health of one in progress", "read_fleet",
+                    json!({ "parameters": id(), "responses": { "200": json_response("the group", schema_ref("DeviceGroup")), "404": error_response("no such group") } }))
+            },
+            "/api/v1/device-groups/{id}/devices": {
+                "post": op("assignDevices", "Move devices into the group (out of any other)", "manage_devices",
+                    json!({ "parameters": id(), "requestBody": json_req(json!({ "type": "object", "required": ["devices"], "additionalProperties": false,
+                        "properties": { "devices": { "type": "array", "items": uuid, "minItems": 1, "maxItems": 1000 } } })),
+                        "responses": { "200": json_response("the group", schema_ref("DeviceGroup")), "400": error_response("bad input"), "404": error_response("no such group or device") } }))
+            },
+            "/api/v1/device-groups/{id}/config": {
+                "post": op("createConfig", "Store the group's next desired-config version and start its staged rollout", "manage_config",
+                    json!({ "parameters": id(), "requestBody": json_req(json!({ "type": "object", "required": ["config"], "additionalProperties": false,
+                        "properties": {
+                            "config": schema_ref("DesiredConfig"),
+                            "rollout": { "type": "object", "additionalProperties": false, "properties": {
+                                "stages": { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": 100 }, "description": "percent per stage, ascending, ending in 100 (default [10, 100])" },
+                                "min_soak_s": { "type": "integer", "minimum": 0, "description": "a stage lasts at least this long (default 600)" },
+                                "failure_threshold": { "type": "number", "minimum": 0, "maximum": 1, "description": "abort above this share of failed or silent stage devices (default 0.2)" },
+                                "silent_after_s": { "type": "integer", "minimum": 1, "description": "a stage device not seen this long counts as failed (default 900)" } } } } })),
+                        "responses": { "201": json_response("the rollout", schema_ref("Rollout")), "400": error_response("invalid_config or invalid_rollout"), "404": error_response("no such group") } }))
+            },
+            "/api/v1/device-groups/{id}/config/{version}": {
+                "get": op("getConfig", "One stored config version", "read_fleet",
+                    json!({ "parameters": [uuid_param("id"), { "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],
+                        "responses": { "200": json_response("the config", json!({ "type": "object" })), "404": error_response("no such group or version") } }))
+            },
+            "/api/v1/webhooks": {
+                "get": op("listWebhooks", "The tenant's webhooks (never their secrets)", "manage_config",
+                    json!({ "responses": ok("the webhooks", "WebhookList") })),
+                "post": op("createWebhook", "Add a webhook; the signing secret is in this answer only", "manage_config",
+                    json!({ "requestBody": json_req(json!({ "type": "object", "required": ["url", "events"], "additionalProperties": false,
+                        "properties": {
+                            "url": { "type": "string", "format": "uri", "maxLength": MAX_WEBHOOK_URL },
+                            "events": { "type": "array", "minItems": 1, "items": { "type": "string", "enum": webhooks::KINDS } },
+                            "format": { "type": "string", "enum": webhooks::format::FORMATS } } })),
+                        "responses": created("the webhook and its secret", "Webhook") }))
+            },
+            "/api/v1/webhooks/{id}": {
+                "delete": op("deleteWebhook", "Remove a webhook and its pending deliveries", "manage_config",
+                    json!({ "parameters": id(), "responses": { "204": { "description": "removed" }, "404": error_response("no such webhook") } }))
+            },
+            "/api/v1/webhooks/{id}/deliveries": {
+                "get": op("listWebhookDeliveries", "The webhook's delivery log, newest first", "manage_config",
+                    json!({ "parameters": id(), "responses": { "200": json_response("the deliveries", schema_ref("DeliveryList")), "404": error_response("no such webhook") } }))
+            }
+        },
+        "components": { "schemas": {
+            "Token": { "type": "object", "required": ["id", "uses_left", "expires_at", "expired"], "properties": {
+                "id": { "type": "string" }, "token": { "type": "string" }, "uses_left": { "type": "integer" },
+                "uses_total": nullable(json!({ "type": "integer" })), "expires_at": time, "expired": { "type": "boolean" }, "created_at": time } },
+            "TokenList": { "type": "object", "required": ["tokens"], "properties": { "tokens": { "type": "array", "items": schema_ref("Token") } } },
+            "DeviceRegistry": { "type": "object", "required": ["id", "name", "revoked", "online", "status"], "properties": {
+                "id": uuid, "name": { "type": "string" }, "enrolled_at": time, "revoked": { "type": "boolean" },
+                "revoked_at": nullable(time.clone()), "last_seen": nullable(time.clone()), "online": { "type": "boolean" },
+                "agent_version": nullable(json!({ "type": "string" })), "group_id": nullable(uuid.clone()),
+                "status": nullable(json!({ "type": "object", "description": "the latest status report: queue_depth, oldest_unsynced, disk_used_bytes, disk_budget_bytes, clock_offset_ms, evictions, config_version, config_error, hardware {can_up, gps_fix, camera}" })) } },
+            "DeviceGroup": { "type": "object", "required": ["id", "name", "devices"], "properties": {
+                "id": uuid, "name": { "type": "string" }, "created_at": time, "devices": { "type": "array", "items": uuid },
+                "rollouts": { "type": "array", "items": schema_ref("Rollout") } } },
+            "DeviceGroupList": { "type": "object", "required": ["groups"], "properties": { "groups": { "type": "array", "items": schema_ref("DeviceGroup") } } },
+            "Rollout": { "type": "object", "required": ["version", "previous_version", "state", "stages"], "properties": {
+                "version": { "type": "integer" }, "previous_version": { "type": "integer" },
+                "state": { "type": "string", "enum": ["rolling", "completed", "aborted", "superseded"] },
+                "stage": nullable(json!({ "type": "integer" })), "stage_percent": nullable(json!({ "type": "integer" })),
+                "stages": { "type": "array", "items": { "type": "integer" } }, "reason": nullable(json!({ "type": "string" })) } },
+            "DesiredConfig": { "type": "object", "additionalProperties": false, "properties": {
+                "sampling": { "type": "object", "description": "per signal, the agent's [rules.signals.NAME] shape: {mode: off|interval|on_change, …}" },
+                "thresholds": { "type": "object", "description": "harsh_acceleration_mps2, harsh_braking_mps2, harsh_cornering_mps2, speeding_limit_kmh, idle_after_s, fuel_drop_pct, battery_low_v, geofence_hysteresis_m" },
+                "geofences": { "type": "object", "description": "a GeoJSON FeatureCollection of Polygon and MultiPolygon features" },
+                "kiosk": { "type": "object", "description": "require_reservation, allow_offline_checkout, max_checkout_hours" } } },
+            "Webhook": { "type": "object", "required": ["id", "url", "events", "format"], "properties": {
+                "id": uuid, "url": { "type": "string" }, "events": { "type": "array", "items": { "type": "string" } },
+                "format": { "type": "string" }, "secret": { "type": "string" }, "created_at": time } },
+            "WebhookList": { "type": "object", "required": ["webhooks"], "properties": { "webhooks": { "type": "array", "items": schema_ref("Webhook") } } },
+            "DeliveryList": { "type": "object", "required": ["deliveries"], "properties": { "deliveries": { "type": "array", "items": {
+                "type": "object", "required": ["id", "event_id", "kind", "state", "attempts"], "properties": {
+                    "id": uuid, "event_id": { "type": "string" }, "kind": { "type": "string" },
+                    "state": { "type": "string", "enum": ["pending", "delivered", "failed"] }, "attempts": { "type": "integer" },
+                    "last_status": nullable(json!({ "type": "integer" })), "last_error": nullable(json!({ "type": "string" })) } } } } }
+        } }
+    })
+}

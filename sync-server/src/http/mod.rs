@@ -2,7 +2,7 @@
 //! health checks and the dashboard.
 
 pub mod auth;
-pub(crate) mod control;
+pub mod control;
 pub mod blobs;
 mod dashboard;
 mod device;
