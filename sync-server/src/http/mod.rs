@@ -1,6 +1,7 @@
 //! Routes: the device API (`/sync/v1/…`), the operator API (`/api/v1/…`),
 //! health checks and the dashboard.
 
+pub mod audit;
 pub mod auth;
 pub mod control;
 pub mod blobs;
@@ -8,12 +9,16 @@ mod dashboard;
 mod device;
 mod device_control;
 pub mod error;
+pub mod keys;
 pub mod kiosk;
 pub mod limits;
 pub mod metrics;
 mod operator;
+pub mod openapi;
 pub mod snapshot;
 pub mod stream;
+pub mod tenants;
+pub mod users;
 
 use crate::AppState;
 use axum::body::Body;
@@ -86,6 +91,22 @@ pub fn router(state: AppState) -> Router {
             get(operator::get_note).put(operator::put_note),
         )
         .route("/api/v1/quarantine", get(operator::quarantine))
+        .route(
+            "/api/v1/vehicles/{id}",
+            get(operator::vehicle).patch(operator::update_vehicle),
+        )
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/me", get(keys::me))
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{id}", delete(keys::revoke))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/api/v1/audit", get(audit::query))
+        .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/api/v1/tenants/{id}", axum::routing::patch(tenants::update))
         .route("/api/v1/stream", get(stream::stream))
         .route(
             fleet_protocol::snapshot::PATH_TENANT_KEY,
@@ -114,8 +135,13 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies are read with explicit per-route limits (see `read_body`).
+        // Bodies are limited per route by `limits::body_limit`.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::body_limit,
+        ))
+        .layer(axum::middleware::from_fn(error::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -172,6 +198,9 @@ pub(crate) async fn read_body(
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
+            if limits::is_length_limit(&e) {
+                return too_large();
+            }
             ApiError::bad_request(
                 "body_unreadable",
                 format!("request body could not be read: {e}"),
