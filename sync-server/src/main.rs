@@ -45,6 +45,12 @@ enum Command {
             hide_env_values = true
         )]
         metrics_token: Option<String>,
+        /// A file holding the operator key, which alone creates and configures
+        /// tenants (`/api/v1/tenants`); FLEET_OPERATOR_KEY gives the key itself.
+        #[arg(long, value_name = "FILE")]
+        operator_key_file: Option<PathBuf>,
+        #[arg(long, env = "FLEET_OPERATOR_KEY", hide = true, hide_env_values = true)]
+        operator_key: Option<String>,
         /// Let webhooks target loopback and private addresses (closed networks, tests).
         #[arg(long, env = "FLEET_ALLOW_PRIVATE_WEBHOOKS")]
         allow_private_webhooks: bool,
@@ -211,6 +217,8 @@ async fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             metrics_token,
+            operator_key_file,
+            operator_key,
             allow_private_webhooks,
             blob_dir,
         } => {
@@ -239,6 +247,19 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
             );
+            let operator_key = match operator_key_file {
+                Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
+                    format!("reading the operator key file {}", path.display())
+                })?),
+                None => operator_key,
+            };
+            let state = match operator_key.as_deref().map(str::trim) {
+                Some(k) if k.len() < 16 => {
+                    anyhow::bail!("the operator key must be at least 16 characters")
+                }
+                Some(k) => state.with_operator_key(k),
+                None => state,
+            };
             match tls {
                 Some(tls) => {
                     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), cert_sha256 = %tls.fingerprint, "fleet-sync listening for HTTPS");
