@@ -20,6 +20,15 @@ pub struct DemoArgs {
     /// Where the demo keeps its data.
     #[arg(long, env = "FLEET_DATA", default_value = "./fleet-data")]
     pub data: PathBuf,
+    /// Keep the server's data in PostgreSQL (`postgres://…`) instead of SQLite
+    /// in --data; the vehicles' own stores stay in --data.
+    #[arg(
+        long,
+        env = "FLEET_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Address the server listens on.
     #[arg(long, env = "FLEET_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -54,7 +63,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !(args.speed > 0.0 && args.speed <= 1000.0) {
         anyhow::bail!("--speed must be within (0, 1000]");
     }
-    let storage = crate::open_sqlite(&args.data).await?;
+    // The vehicles' stores live in --data whichever database the server uses.
+    std::fs::create_dir_all(&args.data)?;
+    let storage = crate::open_backend(args.database_url.as_deref(), &args.data)
+        .await?
+        .storage();
     let demo_path = args.data.join("demo.json");
     let (tenant_id, api_key) = match read_demo_file(&demo_path)? {
         Some(f) if storage.tenant_for_api_key(&f.api_key).await? == Some(f.tenant_id) => {

@@ -169,6 +169,43 @@ pub async fn serve(
         .await
 }
 
+/// Opens the database `database_url` names (PostgreSQL or a SQLite file), or
+/// without one the SQLite database `data_dir/fleet.db`.
+pub async fn open_backend(
+    database_url: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<storage::Backend> {
+    use anyhow::Context;
+    match database_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(url) => storage::open(url)
+            .await
+            .with_context(|| format!("opening the database at {}", redact_url(url))),
+        None => {
+            tokio::fs::create_dir_all(data_dir)
+                .await
+                .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+            let path = data_dir.join("fleet.db");
+            storage::open(&path.to_string_lossy())
+                .await
+                .with_context(|| format!("opening {}", path.display()))
+        }
+    }
+}
+
+/// `url` with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Opens (creating and migrating) the SQLite database `data_dir/fleet.db`.
 pub async fn open_sqlite(data_dir: &Path) -> anyhow::Result<Arc<dyn storage::Storage>> {
     use anyhow::Context;

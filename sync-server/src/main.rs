@@ -21,6 +21,19 @@ enum Command {
         listen: String,
         #[arg(long, env = "FLEET_DATA", default_value = "./fleet-data")]
         data: PathBuf,
+        /// Keep everything in PostgreSQL (`postgres://user:password@host/db`)
+        /// instead of SQLite in --data.
+        #[arg(
+            long,
+            env = "FLEET_DATABASE_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        database_url: Option<String>,
+        /// On PostgreSQL, detach (not drop) event partitions of months older than
+        /// this many before the current one, checked hourly.
+        #[arg(long, env = "FLEET_RETENTION_MONTHS", value_name = "N")]
+        retention_months: Option<u32>,
         /// Serve HTTPS with this PEM certificate chain (end-entity first); needs --tls-key.
         #[arg(
             long,
@@ -62,6 +75,15 @@ enum Command {
     Admin {
         #[arg(long, env = "FLEET_DATA", default_value = "./fleet-data")]
         data: PathBuf,
+        /// Keep everything in PostgreSQL (`postgres://user:password@host/db`)
+        /// instead of SQLite in --data.
+        #[arg(
+            long,
+            env = "FLEET_DATABASE_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        database_url: Option<String>,
         #[command(subcommand)]
         command: Admin,
     },
@@ -84,6 +106,11 @@ enum Admin {
         #[command(subcommand)]
         command: DeviceCmd,
     },
+    /// Monthly event partitions on PostgreSQL: list, or detach for retention.
+    Partitions {
+        #[command(subcommand)]
+        command: PartitionsCmd,
+    },
     /// Signed QR labels for kiosks (asset and vehicle tags, key tags, driver badges).
     Label {
         #[command(subcommand)]
@@ -96,6 +123,18 @@ enum Admin {
         /// DNS names or IP addresses the certificate is valid for.
         #[arg(long = "hostname", value_name = "NAME", required = true)]
         hostnames: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartitionsCmd {
+    /// List the monthly event partitions (PostgreSQL), attached or detached.
+    List,
+    /// Detach the partitions of months older than N before the current one; the
+    /// tables stay, outside `events`, to archive or drop. Prints {"detached": […]}.
+    Detach {
+        #[arg(long, value_name = "N")]
+        older_than_months: u32,
     },
 }
 
@@ -214,6 +253,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             data,
+            database_url,
+            retention_months,
             tls_cert,
             tls_key,
             metrics_token,
@@ -228,7 +269,16 @@ async fn main() -> anyhow::Result<()> {
                 (Some(cert), Some(key)) => Some(fleet_sync::tls::load_server_config(cert, key)?),
                 _ => None,
             };
-            let storage = fleet_sync::open_sqlite(&data).await?;
+            let backend = fleet_sync::open_backend(database_url.as_deref(), &data).await?;
+            match (backend.postgres(), retention_months) {
+                // Partitions ahead and retention, hourly, for the life of the process.
+                (Some(pg), _) => drop(tokio::spawn(pg.clone().maintain(retention_months))),
+                (None, Some(_)) => anyhow::bail!(
+                    "--retention-months applies to PostgreSQL event partitions; give --database-url postgres://…"
+                ),
+                (None, None) => {}
+            }
+            let storage = backend.storage();
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -272,8 +322,13 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Admin { data, command } => {
-            let storage = fleet_sync::open_sqlite(&data).await?;
+        Command::Admin {
+            data,
+            database_url,
+            command,
+        } => {
+            let backend = fleet_sync::open_backend(database_url.as_deref(), &data).await?;
+            let storage = backend.storage();
             match command {
                 Admin::TlsCert { hostnames } => print_json(&write_self_signed(&data, &hostnames)?)?,
                 Admin::Tenant {
@@ -293,9 +348,10 @@ async fn main() -> anyhow::Result<()> {
                             expires_at,
                         },
                 } => {
-                    let kind = fleet_protocol::label::LabelKind::parse(&kind).with_context(|| {
-                        format!("--kind {kind:?}: use asset, vehicle, key or badge")
-                    })?;
+                    let kind =
+                        fleet_protocol::label::LabelKind::parse(&kind).with_context(|| {
+                            format!("--kind {kind:?}: use asset, vehicle, key or badge")
+                        })?;
                     let req = fleet_sync::http::kiosk::IssueLabel {
                         kind,
                         name,
@@ -307,6 +363,20 @@ async fn main() -> anyhow::Result<()> {
                     match fleet_sync::http::kiosk::issue_label(&*storage, tenant, &req).await? {
                         Ok(label) => print_json(&fleet_sync::http::kiosk::label_json(&label))?,
                         Err(refused) => anyhow::bail!("{} ({})", refused.message, refused.code),
+                    }
+                }
+                Admin::Partitions { command } => {
+                    let pg = backend.postgres().context(
+                        "event partitions exist only on PostgreSQL; give --database-url postgres://…",
+                    )?;
+                    match command {
+                        PartitionsCmd::List => print_json(&pg.list_partitions().await?)?,
+                        PartitionsCmd::Detach { older_than_months } => {
+                            let detached = pg
+                                .detach_partitions(fleet_sync::storage::now_ms(), older_than_months)
+                                .await?;
+                            print_json(&serde_json::json!({ "detached": detached }))?
+                        }
                     }
                 }
                 Admin::Device {

@@ -25,11 +25,11 @@ pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
 #[cfg(test)]
-pub mod conformance_stream;
-#[cfg(test)]
 pub mod conformance_control;
 #[cfg(test)]
 pub mod conformance_kiosk;
+#[cfg(test)]
+pub mod conformance_stream;
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -309,4 +309,48 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An opened backend, kept concrete for what only one of them has (PostgreSQL's
+/// partition maintenance).
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(std::sync::Arc<sqlite::SqliteStorage>),
+    Postgres(std::sync::Arc<postgres::PgStorage>),
+}
+
+impl Backend {
+    pub fn storage(&self) -> std::sync::Arc<dyn Storage> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(p) => p.clone(),
+        }
+    }
+
+    pub fn postgres(&self) -> Option<&std::sync::Arc<postgres::PgStorage>> {
+        match self {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+}
+
+/// Whether `url` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens and migrates the database `url_or_path` names: `postgres://…` (or
+/// `postgresql://…`), else a SQLite file (`sqlite://PATH` or a plain path).
+pub async fn open(url_or_path: &str) -> Result<Backend, StorageError> {
+    if is_postgres_url(url_or_path) {
+        let pg = postgres::PgStorage::connect(url_or_path).await?;
+        return Ok(Backend::Postgres(std::sync::Arc::new(pg)));
+    }
+    let path =
+        std::path::PathBuf::from(url_or_path.strip_prefix("sqlite://").unwrap_or(url_or_path));
+    let db = tokio::task::spawn_blocking(move || sqlite::SqliteStorage::open(&path))
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))??;
+    Ok(Backend::Sqlite(std::sync::Arc::new(db)))
 }

@@ -37,6 +37,8 @@ const NONCE_PRUNE_EVERY_MS: i64 = 60_000;
 const POOL_SIZE: usize = 16;
 /// Months of event partitions kept ready beyond the current one.
 pub const PARTITIONS_AHEAD: u32 = 2;
+/// How often `serve` checks partitions and retention.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(crate) fn pg(e: tokio_postgres::Error) -> StorageError {
     match e.as_db_error() {
@@ -246,6 +248,27 @@ impl PgStorage {
     ) -> Result<Vec<String>, StorageError> {
         let mut c = Self::dedicated(&self.config).await?;
         partitions::detach_older_than(&mut c, now_ms, older_than_months).await
+    }
+
+    /// Keeps partitions ready ahead and, with `retention_months`, detaches the
+    /// expired ones, once now and then every [`MAINTENANCE_EVERY`]; runs until the
+    /// task is dropped. Replicas may all run it: the steps take a lock and are
+    /// no-ops when already done.
+    pub async fn maintain(self: Arc<Self>, retention_months: Option<u32>) {
+        let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            if let Err(e) = self.ensure_partitions(now).await {
+                tracing::warn!("creating event partitions ahead failed: {e}");
+            }
+            if let Some(months) = retention_months {
+                if let Err(e) = self.detach_partitions(now, months).await {
+                    tracing::warn!("detaching expired event partitions failed: {e}");
+                }
+            }
+        }
     }
 
     async fn device_tenant(&self, device_id: Uuid) -> Result<Option<Uuid>, StorageError> {
