@@ -474,3 +474,91 @@ async fn follow(weak: std::sync::Weak<Inner>, mut notices: mpsc::Receiver<Stream
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::LiveKind;
+    use serde_json::json;
+    use std::time::Duration;
+
+    async fn hub(settings: StreamSettings) -> (Hub, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            crate::storage::sqlite::SqliteStorage::open(&dir.path().join("fleet.db")).unwrap();
+        (Hub::new(Arc::new(storage), settings), dir)
+    }
+
+    fn position(vehicle: Uuid, n: u32) -> LiveEvent {
+        LiveEvent {
+            kind: LiveKind::Position,
+            vehicle: Some(vehicle),
+            data: json!({ "n": n }),
+        }
+    }
+
+    async fn next(sub: &mut Subscription) -> Arc<Delivered> {
+        tokio::time::timeout(Duration::from_secs(5), sub.events.recv())
+            .await
+            .expect("an event arrives")
+            .expect("the subscription is open")
+    }
+
+    #[tokio::test]
+    async fn subscribers_of_a_tenant_get_its_events_in_id_order_and_no_one_elses() {
+        let (hub, _dir) = hub(StreamSettings::default()).await;
+        let (a, b, v) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut sub_a = hub.subscribe(a).await;
+        let mut sub_b = hub.subscribe(b).await;
+        for n in 1..=5 {
+            hub.publish(a, position(v, n));
+        }
+        hub.publish(b, position(v, 99));
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let d = next(&mut sub_a).await;
+            assert_eq!(d.kind, "position");
+            assert_eq!(d.vehicle, Some(v));
+            got.push(d.id);
+        }
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        let other = next(&mut sub_b).await;
+        assert_eq!(other.id, 1);
+        assert!(other.text.as_str().contains("\"n\":99"));
+        assert!(sub_a.events.try_recv().is_err(), "nothing of tenant b");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_keep_up_is_dropped_and_publishing_never_waits() {
+        let settings = StreamSettings {
+            client_queue: 64,
+            ..StreamSettings::default()
+        };
+        let (hub, _dir) = hub(settings).await;
+        let (t, v) = (Uuid::new_v4(), Uuid::new_v4());
+        let slow = hub.subscribe(t).await;
+        let mut fast = hub.subscribe(t).await;
+        // Two rounds of 40: the one that reads keeps up, the one that does not
+        // has 80 waiting for a queue of 64.
+        for round in 0..2 {
+            let started = std::time::Instant::now();
+            for n in 1..=40 {
+                hub.publish(t, position(v, round * 40 + n));
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(250),
+                "publishing waited {:?}",
+                started.elapsed()
+            );
+            for _ in 0..40 {
+                next(&mut fast).await;
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(5), slow.kicked.wait())
+            .await
+            .expect("the slow subscriber is dropped");
+        assert!(slow.kicked.fired());
+        assert_eq!(hub.stats().slow_clients.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.subscriber_count(), 1, "only the one that kept up");
+    }
+}
