@@ -67,3 +67,63 @@ pub async fn run_with_window<S: FrameSource>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_hal::camera::{FolderOptions, ImageFolder};
+    use std::path::Path;
+
+    /// `text` as a QR code in a 160x160 PNG (`None`: a blank frame).
+    fn frame_png(path: &Path, text: Option<&str>) {
+        let mut img = image::GrayImage::from_pixel(160, 160, image::Luma([230]));
+        if let Some(text) = text {
+            let code = qrcode::QrCode::new(text.as_bytes()).unwrap();
+            let n = code.width();
+            let colors = code.to_colors();
+            for (i, c) in colors.iter().enumerate() {
+                if *c == qrcode::Color::Dark {
+                    let (mx, my) = ((i % n) as u32, (i / n) as u32);
+                    for d in 0..16 {
+                        img.put_pixel(20 + mx * 4 + d % 4, 20 + my * 4 + d / 4, image::Luma([20]));
+                    }
+                }
+            }
+        }
+        img.save(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_label_held_over_frames_is_sent_once_and_the_task_ends_with_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let shown = [Some("BADGE-1"), Some("BADGE-1"), None, Some("KEY-7")];
+        for (i, t) in shown.iter().enumerate() {
+            frame_png(&dir.path().join(format!("{i}.png")), *t);
+        }
+        std::fs::write(dir.path().join("4.jpg"), b"corrupt").unwrap();
+        let src = ImageFolder::open(
+            dir.path(),
+            FolderOptions {
+                fps: None,
+                looped: false,
+            },
+        )
+        .unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let stats = run(src, tx).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(s) = rx.recv().await {
+            got.push(s.text);
+        }
+        assert_eq!(got, ["BADGE-1", "KEY-7"]);
+        assert_eq!(
+            stats,
+            CameraStats {
+                frames: 4,
+                bad_frames: 1,
+                sightings: 3,
+                scans: 2
+            }
+        );
+    }
+}
