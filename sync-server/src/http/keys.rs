@@ -91,9 +91,10 @@ pub struct CreateKey {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(req): ApiJson<CreateKey>,
+    body: Result<ApiJson<CreateKey>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Capability::ManageKeys)?;
+    let ApiJson(req) = body?;
     let name = check_text("name", &req.name, 100)?;
     // Nobody hands out more than they have.
     if !req.role.is_within(caller.role) {

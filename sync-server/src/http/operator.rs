@@ -298,11 +298,12 @@ pub async fn update_vehicle(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(req): ApiJson<VehiclePatch>,
+    body: Result<ApiJson<VehiclePatch>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::ManageDevices)?;
     caller.require(Capability::ViewCosts)?;
     caller.require_feature("cost_tracking")?;
+    let ApiJson(req) = body?;
     let old = state
         .storage
         .vehicle_costs(caller.tenant)

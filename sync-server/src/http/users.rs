@@ -62,9 +62,10 @@ pub struct CreateUser {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(req): ApiJson<CreateUser>,
+    body: Result<ApiJson<CreateUser>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Capability::ManageUsers)?;
+    let ApiJson(req) = body?;
     let email = check_email(&req.email)?;
     let name = check_text("name", &req.name, 100)?;
     check_role(&caller, req.role)?;
@@ -133,9 +134,10 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(req): ApiJson<UpdateUser>,
+    body: Result<ApiJson<UpdateUser>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::ManageUsers)?;
+    let ApiJson(req) = body?;
     let name = req
         .name
         .as_deref()
