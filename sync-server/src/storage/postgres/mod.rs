@@ -816,4 +816,5 @@ mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
     crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
+    crate::conformance_access_suite!(optional super::testing::fresh());
 }
