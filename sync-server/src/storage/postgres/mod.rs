@@ -13,6 +13,8 @@ pub mod migrate;
 pub mod partitions;
 mod stream;
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use migrate::MIGRATIONS;
 

@@ -1,0 +1,234 @@
+//! PostgreSQL's own parts: row-level security, partitions and retention.
+
+use super::partitions::Month;
+use super::testing::fresh_pg;
+use super::{pg, PgStorage};
+use crate::storage::conformance::{batch, enroll_one, event};
+use crate::storage::{now_ms, DocWrite, Storage};
+use fleet_protocol::batch::RejectedEvent;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Every table in the schema that has a `tenant_id` column.
+async fn tenant_tables(pg: &PgStorage) -> Vec<(String, bool, bool)> {
+    let c = pg.pool().get().await.unwrap();
+    c.query(
+        "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+         WHERE c.relkind IN ('r', 'p') AND c.relnamespace = current_schema()::regnamespace
+         ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Gives tenant `name` a device with events, a rejected event, a nonce and a
+/// document, so most tables hold a row of it.
+async fn populate(storage: &Arc<dyn Storage>, name: &str) -> Uuid {
+    let tenant = storage.create_tenant(name).await.unwrap().tenant_id;
+    let dev = enroll_one(storage, tenant, &format!("{name}-truck")).await;
+    let mut b = batch(&dev, 1, 3, vec![event(1, 1_000), event(2, 2_000)]);
+    b.rejects.push(RejectedEvent {
+        seq: 3,
+        kind: Some("position".into()),
+        reason: "bad".into(),
+        raw: serde_json::json!({"seq": 3}),
+    });
+    storage.ingest_batch(&dev, b, now_ms()).await.unwrap();
+    storage
+        .accept_nonce(&dev, "n-1", now_ms(), now_ms(), 0)
+        .await
+        .unwrap();
+    storage
+        .save_doc(
+            tenant,
+            "custody",
+            Some(DocWrite::Append(vec![1, 2, 3])),
+            Some((dev.device_id, vec![9])),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    tenant
+}
+
+#[tokio::test]
+async fn an_unfiltered_select_sees_only_the_tenant_set_for_the_transaction() {
+    let Some((pg, _guard)) = fresh_pg().await else {
+        return;
+    };
+    let pg = Arc::new(pg);
+    let storage: Arc<dyn Storage> = pg.clone();
+    let a = populate(&storage, "acme").await;
+    let b = populate(&storage, "globex").await;
+
+    let tables = tenant_tables(&pg).await;
+    assert!(tables.len() >= 13, "{tables:?}");
+    for (table, enabled, forced) in &tables {
+        assert!(
+            *enabled && *forced,
+            "{table}: row-level security is not enabled and forced"
+        );
+    }
+    let mut seen_rows = 0;
+    for (table, ..) in &tables {
+        // Deliberately no tenant filter: the policy alone must keep B out.
+        let sql = format!("SELECT count(*), count(*) FILTER (WHERE tenant_id <> $1) FROM {table}");
+        let tx = pg.tenant_tx(a).await.unwrap();
+        let row = tx.query_one(&sql, &[&a]).await.map_err(pg_err).unwrap();
+        let (all, foreign): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(foreign, 0, "{table}: tenant A saw {foreign} rows of others");
+        seen_rows += all;
+        drop(tx);
+
+        let tx = pg.tenant_tx(b).await.unwrap();
+        let row = tx.query_one(&sql, &[&b]).await.map_err(pg_err).unwrap();
+        assert_eq!(row.get::<_, i64>(1), 0, "{table}: tenant B saw others");
+        drop(tx);
+
+        let c = pg.pool().get().await.unwrap();
+        let none: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(pg_err)
+            .unwrap()
+            .get(0);
+        assert_eq!(none, 0, "{table}: with no tenant set, {none} rows showed");
+    }
+    // Tenants, keys, tokens, devices, nonces, events, quarantine, documents…
+    assert!(
+        seen_rows >= 10,
+        "tenant A's own rows were visible: {seen_rows}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_for_another_tenant_cannot_be_written() {
+    let Some((pg, _guard)) = fresh_pg().await else {
+        return;
+    };
+    let a = pg.create_tenant("acme").await.unwrap().tenant_id;
+    let b = Uuid::new_v4();
+    let tx = pg.tenant_tx(a).await.unwrap();
+    let err = tx
+        .execute(
+            "INSERT INTO doc_chunks (tenant_id, doc_id, chunk_no, bytes) VALUES ($1, 'x', 1, '\\x00')",
+            &[&b],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        pg_err(err).to_string().contains("row-level security"),
+        "the policy's WITH CHECK refuses a foreign tenant_id"
+    );
+}
+
+fn pg_err(e: tokio_postgres::Error) -> crate::storage::StorageError {
+    pg(e)
+}
+
+#[tokio::test]
+async fn partitions_are_ready_ahead_and_stragglers_move_out_of_the_default() {
+    let Some((pg, _guard)) = fresh_pg().await else {
+        return;
+    };
+    let now = now_ms();
+    let this = Month::of_ms(now);
+    let attached: Vec<String> = pg
+        .list_partitions()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.attached)
+        .map(|p| p.table)
+        .collect();
+    for m in 0..=2 {
+        assert!(attached.contains(&this.offset(m).table()), "{attached:?}");
+    }
+    assert!(attached.contains(&"events_default".to_owned()));
+
+    let pg = Arc::new(pg);
+    let storage: Arc<dyn Storage> = pg.clone();
+    let tenant = storage.create_tenant("acme").await.unwrap().tenant_id;
+    let dev = enroll_one(&storage, tenant, "truck").await;
+    // Seq 1 reads 1970 (no RTC), seq 2 a clock five months ahead: both are
+    // implausible and keep their device time, so both land in the default.
+    let ahead = this.offset(5);
+    let mut e2 = event(2, 2_000);
+    e2.time.wall_ms = ahead.start_ms() + 86_400_000;
+    let b = batch(&dev, 1, 2, vec![event(1, 1_000), e2]);
+    storage.ingest_batch(&dev, b, now).await.unwrap();
+    let in_default = |pg: Arc<PgStorage>| async move {
+        let tx = pg.tenant_tx(tenant).await.unwrap();
+        let n: i64 = tx
+            .query_one("SELECT count(*) FROM events_default", &[])
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    assert_eq!(in_default(pg.clone()).await, 2);
+
+    // Five months on, maintenance makes that month's partition and moves the
+    // straggler into it; the 1970 event stays in the default.
+    let created = pg.ensure_partitions(ahead.start_ms() + 1).await.unwrap();
+    assert!(created.contains(&ahead.table()), "{created:?}");
+    assert_eq!(in_default(pg.clone()).await, 1);
+    let events = storage
+        .device_events(tenant, dev.device_id, 0, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn retention_detaches_old_months_and_keeps_their_tables() {
+    let Some((pg, _guard)) = fresh_pg().await else {
+        return;
+    };
+    let pg = Arc::new(pg);
+    let storage: Arc<dyn Storage> = pg.clone();
+    let tenant = storage.create_tenant("acme").await.unwrap().tenant_id;
+    let dev = enroll_one(&storage, tenant, "truck").await;
+    let this = Month::of_ms(now_ms());
+    // An event in the current month's partition (a plausible device clock).
+    let mut e = event(1, 1_000);
+    e.time.wall_ms = now_ms();
+    storage
+        .ingest_batch(&dev, batch(&dev, 1, 1, vec![e]), now_ms())
+        .await
+        .unwrap();
+
+    // Four months on, with three months kept: this month is past retention.
+    let later = this.offset(4).start_ms() + 1;
+    let detached = pg.detach_partitions(later, 3).await.unwrap();
+    assert_eq!(detached, vec![this.table()]);
+    let parts = pg.list_partitions().await.unwrap();
+    let old = parts.iter().find(|p| p.table == this.table()).unwrap();
+    assert!(!old.attached, "{old:?}");
+    assert!(parts
+        .iter()
+        .any(|p| p.table == this.offset(1).table() && p.attached));
+    // Its events are out of `events` but still in the detached table.
+    let events = storage
+        .device_events(tenant, dev.device_id, 0, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    let tx = pg.tenant_tx(tenant).await.unwrap();
+    let kept: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {}", this.table()), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    drop(tx);
+    // Running it again changes nothing.
+    assert!(pg.detach_partitions(later, 3).await.unwrap().is_empty());
+}
