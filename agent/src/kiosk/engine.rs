@@ -534,6 +534,7 @@ impl Kiosk {
                     if let Some(b) = blink.take() {
                         let _ = b.send(true);
                     }
+                    self.set_last(true, "door_closed", "The key box door is closed.", now);
                     (kinds::DOOR_CLOSED, Priority::Normal)
                 }
             };
@@ -541,8 +542,15 @@ impl Kiosk {
             if let Some(m) = data.as_object_mut() {
                 m.insert("kiosk".into(), self.0.parts.kiosk_id.clone().into());
             }
-            if let Err(e) = self.record(kind, priority, data, now).await {
-                tracing::error!(error = %e, "cannot record the key-box door alert");
+            // The alert waits for the disk; the all-clear goes with the next commit.
+            let recorded = if priority == Priority::Critical {
+                self.record(kind, priority, data, now).await.map(|_| ())
+            } else {
+                let ev = self.event(kind, priority, data, now);
+                self.0.parts.store.submit(ev).await
+            };
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record the key-box door state");
             }
         }
         if let Some(b) = blink.take() {
@@ -732,11 +740,18 @@ mod tests {
         let watch = tokio::spawn(async move { k.watch_door(Duration::from_secs(30), stop).await });
         assert!(r.kiosk.sim_door(true));
         tokio::time::sleep(Duration::from_secs(29)).await;
-        assert!(events(&r.store).await.is_empty());
+        // (The store is read only at the end: waiting on its thread lets the
+        // paused clock run ahead.)
+        assert!(r.sim.red.transitions().is_empty(), "no alert before 30 s");
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(r.sim.red.transitions().len() >= 2, "blinking");
         r.kiosk.sim_door(false);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        for _ in 0..200 {
+            if r.kiosk.view().await["last"]["code"] == "door_closed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let kinds: Vec<_> = events(&r.store).await.into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![kinds::DOOR_OPEN, kinds::DOOR_CLOSED]);
         assert!(!r.sim.red.is_high_now());
