@@ -133,6 +133,7 @@ pub(crate) async fn authenticate(
     if device.revoked {
         return Err(StorageError::DeviceRevoked.into());
     }
+    super::limits::check_device_rate(state, device.device_id)?;
     state.metrics.device_seen(device.device_id);
     let now = now_ms();
     if signed.ts_ms.saturating_sub(now).saturating_abs() > MAX_SKEW_MS {
