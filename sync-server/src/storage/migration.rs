@@ -90,3 +90,75 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod forward {
+    use crate::storage::sqlite::{SqliteStorage, MIGRATIONS};
+    use crate::storage::Storage;
+    use rusqlite::{params, Connection};
+    use uuid::Uuid;
+
+    /// A database as the first release left it: 0001 applied and counted in
+    /// `user_version`, with a tenant, a device and its events.
+    #[tokio::test]
+    async fn a_released_sqlite_database_is_migrated_forward_with_its_data_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        let (tenant, device) = (Uuid::new_v4(), Uuid::new_v4());
+        {
+            let c = Connection::open(&path).unwrap();
+            let first = MIGRATIONS.iter().find(|m| m.version == 1).unwrap();
+            c.execute_batch(first.sql).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO tenants (tenant_id, name, created_at_ms) VALUES (?1, 'acme', 1)",
+                params![tenant.as_bytes().as_slice()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO devices (tenant_id, device_id, name, public_key, enrolled_at_ms, acked_seq, event_count)
+                 VALUES (?1, ?2, 'truck-1', 'key', 1, 2, 2)",
+                params![tenant.as_bytes().as_slice(), device.as_bytes().as_slice()],
+            )
+            .unwrap();
+            for seq in 1..=2i64 {
+                c.execute(
+                    "INSERT INTO events (tenant_id, device_id, seq, kind, priority, boot_id, mono_ms, wall_ms, hlc,
+                         config_version, time_ms, time_source, data, received_at_ms)
+                     VALUES (?1, ?2, ?3, 'ignition', 1, ?4, ?3, 1700000000000, 1, 1, 1700000000000, 'device', '{\"on\":true}', 1)",
+                    params![tenant.as_bytes().as_slice(), device.as_bytes().as_slice(), seq, [7u8; 16].as_slice()],
+                )
+                .unwrap();
+            }
+        }
+
+        let storage = SqliteStorage::open(&path).unwrap();
+        let devices = storage.list_devices(tenant).await.unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(
+            (devices[0].name.as_str(), devices[0].last_seq),
+            ("truck-1", 2)
+        );
+        let events = storage
+            .device_events(tenant, device, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(events[0].data, serde_json::json!({"on": true}));
+        drop(storage);
+
+        let c = Connection::open(&path).unwrap();
+        let mut q = c
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap();
+        let applied: Vec<u32> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut known: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        known.sort_unstable();
+        assert_eq!(applied, known, "every newer migration is applied once");
+    }
+}
