@@ -80,14 +80,18 @@ pub async fn enroll(
     tracing::info!(tenant = %device.tenant_id, device = %device.device_id, name = %device.name, "device enrolled");
     // Kiosks verify labels and snapshots with it; a device that misses it here
     // can fetch it from /sync/v1/tenant-key.
-    let tenant_public_key =
-        match super::kiosk::tenant_signing_key(&*state.storage, device.tenant_id).await {
-            Ok(key) => Some(auth::encode_public_key(&key.verifying_key())),
-            Err(e) => {
-                tracing::warn!(tenant = %device.tenant_id, "tenant signing key unavailable at enrollment: {e}");
-                None
-            }
-        };
+    let tenant_public_key = match super::kiosk::tenant_signing_key(
+        &*state.storage,
+        device.tenant_id,
+    )
+    .await
+    {
+        Ok(key) => Some(auth::encode_public_key(&key.verifying_key())),
+        Err(e) => {
+            tracing::warn!(tenant = %device.tenant_id, "tenant signing key unavailable at enrollment: {e}");
+            None
+        }
+    };
     Ok(Json(EnrollResponse {
         device_id: device.device_id,
         tenant_id: device.tenant_id,
@@ -208,7 +212,10 @@ pub async fn batches(
     let triggers = crate::webhooks::triggers_in(&batch);
     let received_ms = now_ms();
     let live = crate::live::ingest::live_events(&batch, received_ms);
-    let out = state.storage.ingest_batch(&device, batch, received_ms).await?;
+    let out = state
+        .storage
+        .ingest_batch(&device, batch, received_ms)
+        .await?;
     // After the commit, never waiting: a resend stores nothing and announces nothing.
     if out.stored > 0 {
         for e in live {

@@ -3,8 +3,8 @@
 
 pub mod audit;
 pub mod auth;
-pub mod control;
 pub mod blobs;
+pub mod control;
 mod dashboard;
 mod device;
 mod device_control;
@@ -13,8 +13,8 @@ pub mod keys;
 pub mod kiosk;
 pub mod limits;
 pub mod metrics;
-mod operator;
 pub mod openapi;
+mod operator;
 pub mod snapshot;
 pub mod stream;
 pub mod tenants;
@@ -106,13 +106,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/audit", get(audit::query))
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
-        .route("/api/v1/tenants/{id}", axum::routing::patch(tenants::update))
+        .route(
+            "/api/v1/tenants/{id}",
+            axum::routing::patch(tenants::update),
+        )
         .route("/api/v1/stream", get(stream::stream))
         .route(
             fleet_protocol::snapshot::PATH_TENANT_KEY,
             get(snapshot::tenant_key),
         )
-        .route(fleet_protocol::snapshot::PATH_SNAPSHOT, get(snapshot::snapshot))
+        .route(
+            fleet_protocol::snapshot::PATH_SNAPSHOT,
+            get(snapshot::snapshot),
+        )
         .route(
             "/sync/v1/blobs/{sha256}",
             axum::routing::put(blobs::put).head(blobs::head),

@@ -20,14 +20,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0002_access.sql"),
     },
     Migration {
-        version: 4,
-        name: "stream",
-        sql: include_str!("../../../../migrations/server-postgres/0004_stream.sql"),
-    },
-    Migration {
         version: 3,
         name: "control",
         sql: include_str!("../../../../migrations/server-postgres/0003_control.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "stream",
+        sql: include_str!("../../../../migrations/server-postgres/0004_stream.sql"),
     },
     Migration {
         version: 5,
