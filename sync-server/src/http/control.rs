@@ -4,7 +4,7 @@
 
 use super::auth::{Caller, Capability};
 use super::error::ApiError;
-use super::read_body;
+use super::{path_uuid, read_body};
 use crate::live::{LiveEvent, LiveKind};
 use crate::rollout::{self, Decision, Member, Plan, RolloutState};
 use crate::storage::control::{DeviceGroup, RolloutRecord, RolloutStep, TokenInfo, Webhook};
@@ -30,12 +30,6 @@ const MAX_TOKEN_USES: u32 = 10_000;
 const MAX_GROUP_NAME: usize = 100;
 const MAX_WEBHOOK_URL: usize = 2048;
 const DELIVERY_PAGE: u32 = 200;
-
-fn path_uuid(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    let Path(raw) = p.map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
-    Uuid::parse_str(&raw)
-        .map_err(|_| ApiError::bad_request("bad_id", format!("{raw:?} is not a UUID")))
-}
 
 async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,

@@ -5,7 +5,7 @@
 
 use super::auth::{Caller, Capability};
 use super::error::ApiError;
-use super::read_body;
+use super::{path_uuid, read_body};
 use crate::storage::kiosk::{ConflictRecord, ConflictResolution, LabelRecord, StoredSigningKey};
 use crate::storage::{now_ms, rfc3339_ms, Storage, StorageError};
 use crate::AppState;
@@ -275,12 +275,6 @@ pub fn label_json(l: &LabelRecord) -> Value {
         "created_at": rfc3339_ms(l.created_at_ms),
         "revoked_at": l.revoked_at_ms.map(rfc3339_ms),
     })
-}
-
-fn path_uuid(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    let Path(raw) = p.map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
-    Uuid::parse_str(&raw)
-        .map_err(|_| ApiError::bad_request("bad_id", format!("{raw:?} is not a UUID")))
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(

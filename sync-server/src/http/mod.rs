@@ -178,6 +178,17 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// The UUID in a path segment; a missing segment or a malformed id is a 400
+/// with a code that says which.
+pub(crate) fn path_uuid(
+    p: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<uuid::Uuid, ApiError> {
+    let axum::extract::Path(raw) =
+        p.map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
+    uuid::Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::bad_request("bad_id", format!("{raw:?} is not a UUID")))
+}
+
 /// Reads a request body of at most `limit` bytes; larger bodies are refused with
 /// 413 and `too_large_code` before they are buffered.
 pub(crate) async fn read_body(

@@ -5,7 +5,7 @@ use super::auth::{Caller, Capability};
 use super::error::ApiError;
 use super::error::{ApiJson, ApiPath};
 use super::keys::double_option;
-use super::read_body;
+use super::{path_uuid, read_body};
 use crate::docs;
 use crate::storage::access::CostProfile;
 use crate::storage::{now_ms, rfc3339_ms, StoredEvent, VehicleSummary};
@@ -31,12 +31,6 @@ const PARKED_AFTER_MS: i64 = 5 * 60_000;
 
 fn opt_time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |m| Value::String(rfc3339_ms(m)))
-}
-
-fn path_id(p: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    let Path(raw) = p.map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
-    Uuid::parse_str(&raw)
-        .map_err(|_| ApiError::bad_request("bad_id", format!("{raw:?} is not a UUID")))
 }
 
 pub async fn devices(
@@ -103,7 +97,7 @@ pub async fn device_events(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::ReadFleet)?;
     let tenant = caller.tenant;
-    let device = path_id(id)?;
+    let device = path_uuid(id)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     if let Some(unknown) = q
         .keys()
@@ -412,7 +406,7 @@ pub async fn get_note(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::ReadFleet)?;
     let tenant = caller.tenant;
-    let vehicle = path_id(id)?;
+    let vehicle = path_uuid(id)?;
     own_vehicle(&state, tenant, vehicle).await?;
     let doc = state
         .storage
@@ -431,7 +425,7 @@ pub async fn put_note(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::Custody)?;
     let tenant = caller.tenant;
-    let vehicle = path_id(id)?;
+    let vehicle = path_uuid(id)?;
     own_vehicle(&state, tenant, vehicle).await?;
     let bytes = read_body(&headers, body, MAX_NOTE_BYTES, "request_too_large").await?;
     #[derive(serde::Deserialize)]
