@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "kiosk",
         sql: include_str!("../../../../migrations/server-postgres/0005_kiosk.sql"),
     },
+    Migration {
+        version: 8,
+        name: "analytics",
+        sql: include_str!("../../../../migrations/server-postgres/0008_analytics.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "kiosk",
         sql: include_str!("../../../../migrations/server-sqlite/0005_kiosk.sql"),
     },
+    Migration {
+        version: 8,
+        name: "analytics",
+        sql: include_str!("../../../../migrations/server-sqlite/0008_analytics.sql"),
+    },
 ];
 
 pub struct Pool {
