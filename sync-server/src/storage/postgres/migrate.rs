@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0005_kiosk.sql"),
     },
     Migration {
+        version: 6,
+        name: "reservations",
+        sql: include_str!("../../../../migrations/server-postgres/0006_reservations.sql"),
+    },
+    Migration {
         version: 8,
         name: "analytics",
         sql: include_str!("../../../../migrations/server-postgres/0008_analytics.sql"),

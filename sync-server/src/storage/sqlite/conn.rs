@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0005_kiosk.sql"),
     },
     Migration {
+        version: 6,
+        name: "reservations",
+        sql: include_str!("../../../../migrations/server-sqlite/0006_reservations.sql"),
+    },
+    Migration {
         version: 8,
         name: "analytics",
         sql: include_str!("../../../../migrations/server-sqlite/0008_analytics.sql"),
