@@ -13,6 +13,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
+pub mod assets;
 pub mod control;
 pub mod kiosk;
 pub mod migration;
@@ -195,7 +196,13 @@ pub struct DocBytes {
 
 #[async_trait]
 pub trait Storage:
-    access::AccessStore + control::ControlStore + kiosk::KioskStore + Send + Sync + 'static
+    access::AccessStore
+    + assets::AssetStore
+    + control::ControlStore
+    + kiosk::KioskStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Cheap check that the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StorageError>;

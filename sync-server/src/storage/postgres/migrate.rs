@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analytics",
         sql: include_str!("../../../../migrations/server-postgres/0008_analytics.sql"),
     },
+    Migration {
+        version: 7,
+        name: "assets",
+        sql: include_str!("../../../../migrations/server-postgres/0007_assets.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

@@ -6,6 +6,7 @@
 //! by tenant as well; the policies are there for the one that forgets.
 
 pub(crate) mod access;
+mod assets;
 mod control;
 mod ingest;
 mod kiosk;

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analytics",
         sql: include_str!("../../../../migrations/server-sqlite/0008_analytics.sql"),
     },
+    Migration {
+        version: 7,
+        name: "assets",
+        sql: include_str!("../../../../migrations/server-sqlite/0007_assets.sql"),
+    },
 ];
 
 pub struct Pool {

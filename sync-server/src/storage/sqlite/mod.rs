@@ -1,6 +1,7 @@
 //! The SQLite backend: the embedded default (`DIR/fleet.db`).
 
 mod access;
+mod assets;
 mod conn;
 mod control;
 pub(crate) mod ingest;
