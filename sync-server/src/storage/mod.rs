@@ -26,6 +26,8 @@ pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
 #[cfg(test)]
+pub mod conformance_assets;
+#[cfg(test)]
 pub mod conformance_control;
 #[cfg(test)]
 pub mod conformance_kiosk;

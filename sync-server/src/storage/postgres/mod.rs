@@ -819,5 +819,6 @@ mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
     crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
+    crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());
 }

@@ -585,6 +585,7 @@ mod conformance {
     crate::conformance_stream_suite!(fresh());
     crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
+    crate::conformance_assets_suite!(fresh());
 }
 
 #[cfg(test)]
