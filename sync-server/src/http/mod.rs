@@ -32,6 +32,7 @@ use futures_util::StreamExt;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/dashboard/{name}", get(dashboard::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
