@@ -7,6 +7,7 @@
 pub mod custody;
 pub mod docs;
 pub mod http;
+pub mod labels;
 pub mod live;
 pub mod rollout;
 pub mod storage;

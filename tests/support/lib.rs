@@ -3,5 +3,8 @@
 //! a believable GPS drive for the wire-size benchmark.
 
 pub mod drive;
+/// Fault injection for the `fault_*` tests (tests/faults/).
+#[path = "../faults/mod.rs"]
+pub mod faults;
 pub mod process;
 pub mod services;
