@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub mod access;
 pub mod assets;
 pub mod control;
+pub mod inspections;
 pub mod kiosk;
 pub mod migration;
 pub mod postgres;
@@ -29,6 +30,8 @@ pub mod conformance_access;
 pub mod conformance_assets;
 #[cfg(test)]
 pub mod conformance_control;
+#[cfg(test)]
+pub mod conformance_inspections;
 #[cfg(test)]
 pub mod conformance_kiosk;
 #[cfg(test)]
@@ -202,6 +205,7 @@ pub trait Storage:
     + assets::AssetStore
     + control::ControlStore
     + kiosk::KioskStore
+    + inspections::InspectionStore
     + Send
     + Sync
     + 'static

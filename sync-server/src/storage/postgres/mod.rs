@@ -9,6 +9,7 @@ pub(crate) mod access;
 mod assets;
 mod control;
 mod ingest;
+mod inspections;
 mod kiosk;
 pub mod migrate;
 pub mod partitions;
@@ -819,6 +820,7 @@ mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
     crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
+    crate::conformance_inspections_suite!(optional super::testing::fresh());
     crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());
 }

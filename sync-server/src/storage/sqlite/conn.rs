@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0005_kiosk.sql"),
     },
     Migration {
+        version: 9,
+        name: "inspections",
+        sql: include_str!("../../../../migrations/server-sqlite/0009_inspections.sql"),
+    },
+    Migration {
         version: 6,
         name: "reservations",
         sql: include_str!("../../../../migrations/server-sqlite/0006_reservations.sql"),

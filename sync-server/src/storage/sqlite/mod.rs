@@ -5,6 +5,7 @@ mod assets;
 mod conn;
 mod control;
 pub(crate) mod ingest;
+mod inspections;
 mod kiosk;
 mod stream;
 
@@ -585,6 +586,7 @@ mod conformance {
     crate::conformance_stream_suite!(fresh());
     crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
+    crate::conformance_inspections_suite!(fresh());
     crate::conformance_assets_suite!(fresh());
 }
 
