@@ -1,6 +1,8 @@
 //! `fleet-sync demo`: the server on SQLite plus simulated trucks, each running the
 //! real agent (pipeline, store and sync client) in this process, enrolled with a
-//! real enrollment token and syncing over HTTP like a device would.
+//! real enrollment token and syncing over HTTP like a device would. The tenant
+//! is seeded (once) with what a fleet office would have: the vehicles in the
+//! asset catalog linked to their gateways, users with badges, and yard geofences.
 
 use anyhow::Context;
 use fleet_agent::config::AgentConfig;
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+mod seed;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -104,6 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut vehicles = Vec::new();
     let mut links = Vec::new();
+    let mut devices = Vec::new();
     for i in 0..args.vehicles {
         let name = format!("truck-{:02}", i + 1);
         let dir = args.data.join("vehicles").join(&name);
@@ -117,6 +122,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         } else {
             refresh_server_url(&dir, &url)?;
         }
+        devices.push((name.clone(), Identity::load(&dir)?.device_id));
         let (online_tx, online_rx) = watch::channel(true);
         links.push(online_tx);
         let mut cfg = AgentConfig {
@@ -137,6 +143,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         vehicles.push((name, tokio::spawn(daemon::run(cfg, opts))));
     }
+    let city = AgentConfig::default().sources.simulator.city.city();
+    seed::seed(&storage, tenant_id, &devices, city, args.seed)
+        .await
+        .context("seeding the demo tenant")?;
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
 
     println!(

@@ -24,7 +24,7 @@ export function mount(el, ctx, route) {
     <div class="card" id="utilization"><div class="toolbar"><h3 style="margin:0">Utilization</h3><span class="grow"></span><button type="button" data-csv="utilization">Export CSV</button></div><div class="body"></div></div>
     <div class="card" id="heatmap"><div class="toolbar"><h3 style="margin:0">Usage by hour and weekday</h3><span class="grow"></span><button type="button" data-csv="heatmap">Export CSV</button></div><div class="body"></div></div>
     <div class="card" id="idle"><div class="toolbar"><h3 style="margin:0">Idle assets</h3><span class="grow"></span><button type="button" data-csv="idle">Export CSV</button></div><div class="body"></div></div>
-    ${costs ? `<div class="card" id="costs"><div class="toolbar"><h3 style="margin:0">Cost per km</h3><span class="grow"></span><button type="button" data-csv="costs">Export CSV</button></div><div class="body"></div></div>` : ""}
+    ${costs ? `<div class="card" id="costs"><div class="toolbar"><h3 style="margin:0">Costs, TCO and ROI</h3><span class="grow"></span><button type="button" data-csv="costs">Export CSV</button></div><div class="body"></div></div>` : ""}
   </div>`;
   const page = el.firstElementChild;
   page.querySelector("#from").value = isoDay(Date.now() - days * DAY);
@@ -68,14 +68,19 @@ export function mount(el, ctx, route) {
 }
 
 function rowsOf(r) { return list(r, "vehicles", "rows", "items"); }
-function pct(v) { return v == null ? null : v > 1.0001 ? v : v * 100; }
+function pct(v) { return v == null ? null : v * 100; }
+function formula(f) {
+  if (!f) return "";
+  const lines = typeof f === "string" ? [f] : Object.values(f);
+  return `<div class="muted formula">${lines.map((l) => `<div><code>${esc(l)}</code></div>`).join("")}</div>`;
+}
 
 function utilization(box, r) {
   const rows = rowsOf(r);
-  if (!rows.length) { box.innerHTML = `<div class="empty">No vehicle has data in this period.</div>`; return; }
-  const W = 720, bar = 22, gap = 8, left = 150, H = rows.length * (bar + gap) + 30;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "utilization per vehicle" });
-  const x = (p) => left + ((W - left - 60) * Math.min(100, p)) / 100;
+  if (!rows.length) { box.innerHTML = `<div class="empty">No vehicles in this period.</div>`; return; }
+  const W = 760, bar = 22, gap = 8, left = 140, right = 220, H = rows.length * (bar + gap) + 30;
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "engine-on hours against target, per vehicle" });
+  const x = (p) => left + ((W - left - right) * Math.min(100, p)) / 100;
   for (const t of [0, 25, 50, 75, 100]) {
     svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: 0, y2: H - 20, stroke: "#e1e7ec" }));
     const l = svgEl("text", { x: x(t), y: H - 6, "text-anchor": "middle" });
@@ -84,54 +89,60 @@ function utilization(box, r) {
   }
   rows.forEach((v, i) => {
     const y = i * (bar + gap) + 4;
-    const p = pct(v.utilization_pct ?? v.hours_utilization ?? v.utilization) ?? 0;
+    const p = pct(v.hours_utilization) ?? 0;
     const name = svgEl("text", { x: left - 8, y: y + bar * 0.7, "text-anchor": "end" });
-    name.textContent = v.name || v.vehicle_name || String(v.id || v.device_id).slice(0, 8);
+    name.textContent = v.name || String(v.id).slice(0, 8);
     svg.append(name);
-    svg.append(svgEl("rect", { x: left, y, width: Math.max(0, x(p) - left), height: bar, fill: "#0f5fa6", rx: 3, class: "bar", "data-id": v.id || v.device_id || "" }));
-    const days = v.days_used != null ? ` · ${v.days_used}/${v.days_available ?? "?"} days` : "";
-    const gaps = v.days_without_data ? ` · ${v.days_without_data} days no data` : "";
-    const val = svgEl("text", { x: x(p) + 6, y: y + bar * 0.7 });
-    val.textContent = `${num(p, 1)}%${days}${gaps}`;
+    // Days without data are drawn apart, so "unused" is never read into "no data".
+    svg.append(svgEl("rect", { x: left, y, width: x(100) - left, height: bar, fill: "#f3f5f7", rx: 3 }));
+    svg.append(svgEl("rect", { x: left, y, width: Math.max(0, x(p) - left), height: bar, fill: "#0f5fa6", rx: 3, class: "bar", "data-id": v.id, "data-value": v.hours_utilization }));
+    const val = svgEl("text", { x: x(100) + 8, y: y + bar * 0.7 });
+    val.textContent = `${num(p, 1)}% · ${v.days_used}/${v.days_with_data} days used${v.days_no_data ? ` · ${v.days_no_data} without data` : ""}`;
     svg.append(val);
   });
   box.append(svg);
+  const groups = list(r, "groups");
+  if (groups.length) {
+    box.insertAdjacentHTML("beforeend", `<div class="tablewrap"><table><thead><tr><th>Group</th><th class="num">Vehicles</th><th class="num">Hours used</th><th class="num">Days used</th><th class="num">Days without data</th></tr></thead><tbody>${groups.map((g) =>
+      `<tr><td>${esc(g.group || "(none)")}</td><td class="num">${num(g.vehicles)}</td><td class="num">${num(pct(g.hours_utilization), 1)}%</td><td class="num">${num(pct(g.days_utilization), 1)}%</td><td class="num">${num(g.days_no_data)}</td></tr>`).join("")}</tbody></table></div>`);
+  }
+  box.insertAdjacentHTML("beforeend", formula(r.formula));
 }
 
 function heatmap(box, r) {
-  // 7 rows (Mon..Sun) by 24 hours; values in any unit, shaded against the max.
-  const m = r.cells || r.heatmap || r.matrix || r;
-  const grid = Array.isArray(m) && Array.isArray(m[0]) ? m : null;
-  const cells = grid ? grid.flatMap((row, d) => row.map((v, h) => ({ weekday: d, hour: h, value: v }))) : list(m, "cells");
-  if (!cells.length) { box.innerHTML = `<div class="empty">No usage in this period.</div>`; return; }
-  const max = Math.max(...cells.map((c) => c.value ?? c.hours ?? 0), 1e-9);
-  const cw = 26, ch = 22, left = 40, top = 18;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${left + 24 * cw + 4} ${top + 7 * ch + 4}`, role: "img", "aria-label": "usage heatmap" });
-  ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].forEach((d, i) => { const t = svgEl("text", { x: 4, y: top + i * ch + 15 }); t.textContent = d; svg.append(t); });
+  // `hours`: 7 rows (weekdays, from Monday) by 24 hours of the day.
+  const grid = Array.isArray(r.hours) ? r.hours : [];
+  if (!grid.length) { box.innerHTML = `<div class="empty">No usage in this period.</div>`; return; }
+  const days = (r.weekdays || ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]).map((d) => d[0].toUpperCase() + d.slice(1));
+  const max = Math.max(...grid.flat(), 1e-9);
+  const cw = 28, ch = 22, left = 40, top = 18;
+  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${left + 24 * cw + 4} ${top + grid.length * ch + 4}`, role: "img", "aria-label": "usage by hour and weekday" });
+  days.forEach((d, i) => { const t = svgEl("text", { x: 4, y: top + i * ch + 15 }); t.textContent = d; svg.append(t); });
   for (let h = 0; h < 24; h += 3) { const t = svgEl("text", { x: left + h * cw + 2, y: 12 }); t.textContent = String(h).padStart(2, "0"); svg.append(t); }
-  for (const c of cells) {
-    const v = c.value ?? c.hours ?? 0;
-    const rect = svgEl("rect", { x: left + c.hour * cw, y: top + c.weekday * ch, width: cw - 2, height: ch - 2, rx: 2, fill: `rgba(15,95,166,${(0.06 + 0.94 * v / max).toFixed(3)})` });
+  grid.forEach((row, d) => row.forEach((v, h) => {
+    const rect = svgEl("rect", { x: left + h * cw, y: top + d * ch, width: cw - 2, height: ch - 2, rx: 2, fill: `rgba(15,95,166,${(0.05 + 0.95 * v / max).toFixed(3)})` });
     const t = svgEl("title");
-    t.textContent = `${num(v, 1)}`;
+    t.textContent = `${days[d]} ${String(h).padStart(2, "0")}:00 · ${num(v, 2)} ${String(r.unit || "").replace(/_/g, " ")}`;
     rect.append(t);
     svg.append(rect);
-  }
+  }));
   box.append(svg);
+  box.insertAdjacentHTML("beforeend", `<div class="muted">${esc(String(r.unit || "").replace(/_/g, " "))}, ${r.utc_offset_min ? `UTC${r.utc_offset_min > 0 ? "+" : ""}${r.utc_offset_min / 60}` : "UTC"}</div>`);
 }
 
 function idle(box, r) {
-  const rows = rowsOf(r);
-  box.innerHTML = rows.length ? `<div class="tablewrap"><table><thead><tr><th>Vehicle</th><th>Last used</th><th class="num">Idle days</th><th>Data</th></tr></thead><tbody>${rows.map((v) =>
-    `<tr><td>${esc(v.name || v.vehicle_name || v.id)}</td><td>${esc(v.last_used_day || v.last_used || "never")}</td><td class="num">${num(v.idle_days)}</td><td>${v.data_gap || v.no_data ? `<span class="pill pending">data gap</span>` : "complete"}</td></tr>`).join("")}</tbody></table></div>`
-    : `<div class="empty">No idle assets.</div>`;
+  const table = (rows, empty) => rows.length ? `<div class="tablewrap"><table><thead><tr><th>Vehicle</th><th>Group</th><th>Last used</th><th>Last data</th><th class="num">Days with data</th><th class="num">Days without</th></tr></thead><tbody>${rows.map((v) =>
+    `<tr><td>${esc(v.name || v.id)}</td><td>${esc(v.group || "")}</td><td>${esc(v.last_used_day || "not in window")}</td><td>${esc(v.last_data_day || "none")}</td><td class="num">${num(v.days_with_data)}</td><td class="num">${num(v.days_no_data)}</td></tr>`).join("")}</tbody></table></div>` : `<div class="empty">${empty}</div>`;
+  box.innerHTML = `<div class="muted">Not used for ${esc(r.days ?? 7)} days:</div>${table(list(r, "idle"), "No idle vehicles.")}
+    <h3>Data gaps (reported apart from idle)</h3>${table(list(r, "data_gaps"), "No vehicle is missing data.")}
+    ${r.rule ? `<div class="muted">${esc(r.rule)}</div>` : ""}`;
 }
 
 function costTable(box, r) {
   const rows = rowsOf(r);
   if (!rows.length) { box.innerHTML = `<div class="empty">No costs in this period.</div>`; return; }
-  const cur = r.currency;
-  box.innerHTML = `<div class="tablewrap"><table><thead><tr><th>Vehicle</th><th class="num">Distance</th><th class="num">Fuel</th><th class="num">Maintenance</th><th class="num">Depreciation</th><th class="num">Cost per km</th></tr></thead><tbody>${rows.map((v) =>
-    `<tr><td>${esc(v.name || v.vehicle_name || v.id)}</td><td class="num">${num(v.distance_km, 1)} km</td><td class="num">${money(v.fuel_cents, cur)}</td><td class="num">${money(v.maintenance_cents, cur)}</td><td class="num">${money(v.depreciation_cents, cur)}</td><td class="num">${money(v.cost_per_km_cents, cur)}</td></tr>`).join("")}</tbody></table></div>
-    <p class="muted">${esc(r.formula || "Cost per km = (fuel + maintenance + depreciation) ÷ distance, with the vehicle's own meter readings.")}</p>`;
+  box.innerHTML = `<div class="tablewrap"><table><thead><tr><th>Vehicle</th><th class="num">Distance</th><th class="num">Fuel</th><th class="num">Maintenance</th><th class="num">Depreciation</th><th class="num">Total</th><th class="num">Per km</th><th class="num">ROI</th></tr></thead><tbody>${rows.map((v) => {
+    const c = v.currency;
+    return `<tr><td>${esc(v.name || v.id)}</td><td class="num">${num(v.meter_distance_km, 1)} km</td><td class="num">${money(v.fuel_cents, c)}</td><td class="num">${money(v.maintenance_cents, c)}</td><td class="num">${money(v.depreciation_cents, c)}</td><td class="num">${money(v.total_cents, c)}</td><td class="num">${money(v.cost_per_km_cents, c)}</td><td class="num">${v.roi == null ? "–" : num(v.roi * 100, 1) + "%"}</td></tr>`;
+  }).join("")}</tbody></table></div>${formula(r.formula)}`;
 }

@@ -86,6 +86,7 @@ export function mount(el, ctx) {
         }
       }
       state.fences = fences;
+      if (!state.userMoved) state.view = fit();
       draw();
     } catch (e) {
       // The map is still useful without geofences; say why they are missing.

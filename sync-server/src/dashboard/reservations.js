@@ -57,15 +57,26 @@ export function mount(el, ctx, route) {
     let users = [];
     try { users = list(await api("/api/v1/users"), "users"); } catch { /* a key that may not list users books as itself */ }
     const me = ctx.me && ctx.me.user;
+    st.users = users;
     form.user.innerHTML = (me ? [me] : []).concat(users.filter((u) => !me || u.id !== me.id))
       .map((u) => `<option value="${esc(u.id)}">${esc(u.name || u.email)}</option>`).join("") || `<option value="">(you)</option>`;
   }
 
   async function load() {
     const r = range(st.view, st.cursor);
-    const q = new URLSearchParams({ from: new Date(r.from).toISOString(), to: new Date(r.to).toISOString() });
     try {
-      st.items = list(await api(`/api/v1/reservations?${q}`), "reservations", "items");
+      const items = [];
+      let after = null;
+      // Pages of 500 until the server says there is no next one (a month is rarely more than one).
+      for (let i = 0; i < 20; i++) {
+        const q = new URLSearchParams({ from_ms: r.from, to_ms: r.to, limit: 500 });
+        if (after) q.set("after", after);
+        const page = await api(`/api/v1/reservations?${q}`);
+        items.push(...list(page, "reservations"));
+        after = page && page.next;
+        if (!after) break;
+      }
+      st.items = items;
       page.querySelectorAll("#cal .notice").forEach((n) => n.remove());
       st.error = null;
     } catch (e) {
@@ -75,6 +86,7 @@ export function mount(el, ctx, route) {
     render();
   }
 
+  const userName = (id) => ((st.users || []).find((u) => u.id === id) || {}).name || "driver " + String(id).slice(0, 8);
   const name = (id) => (st.vehicles.find((v) => v.id === id) || {}).name || String(id).slice(0, 8);
 
   function render() {
@@ -103,13 +115,13 @@ export function mount(el, ctx, route) {
     if (!b) { box.replaceChildren(); return; }
     box.innerHTML = `<div class="card" id="booking-detail" data-id="${esc(b.id)}">
       <div class="toolbar"><b>${esc(b.vehicle_name || name(b.vehicle_id))}</b><span class="pill ${esc(b.status)}">${esc(b.status)}</span><span class="grow"></span><button type="button" data-act="close">Close</button></div>
-      <div>${when(b.start_ms)} – ${when(b.end_ms)}${b.purpose ? " · " + esc(b.purpose) : ""}${b.user_name ? " · " + esc(b.user_name) : ""}</div>
+      <div>${when(b.start_ms)} – ${when(b.end_ms)}${b.purpose ? " · " + esc(b.purpose) : ""}${" · " + esc(userName(b.user_id))}</div>
       ${b.reason ? `<div class="muted">Reason: ${esc(b.reason)}</div>` : ""}
       <div class="toolbar" style="margin-top:10px">
         ${approve && b.status === "pending" ? `<button type="button" class="primary" data-act="approve">Approve</button>
           <input id="reason" placeholder="Reason to reject" aria-label="reason"><button type="button" class="danger" data-act="reject">Reject</button>` : ""}
         ${manage && ["pending", "approved"].includes(b.status) ? `<button type="button" data-act="cancel">Cancel booking</button>` : ""}
-        <button type="button" data-act="feed">Calendar feed of this vehicle</button>
+        <button type="button" data-act="feed" title="makes a new private link; the previous one stops working">Calendar feed of this vehicle</button>
       </div><div id="feed"></div></div>`;
   }
 
@@ -149,8 +161,8 @@ export function mount(el, ctx, route) {
 
   async function showFeed(id) {
     const b = st.items.find((x) => x.id === id);
-    const f = await api(`/api/v1/calendar-feeds`, { method: "POST", body: { subject: "vehicle", id: b.vehicle_id } });
-    const url = new URL(f.path || f.url, location.origin).href;
+    const f = await api(`/api/v1/calendar/tokens`, { method: "POST", body: { subject: "vehicle", id: b.vehicle_id } });
+    const url = new URL(f.path, location.origin).href;
     page.querySelector("#feed").innerHTML = `<p>Subscribe in Outlook or Google Calendar: <code id="feed-url">${esc(url)}</code></p>`;
   }
 

@@ -1,0 +1,192 @@
+//! What the demo tenant starts with, created once through the stores: the
+//! simulated vehicles in the asset catalog (each linked to its gateway), a
+//! trailer and a forklift, users with badges, and a geofence around each of the
+//! simulated network's depots, pushed to the vehicles as their config.
+
+use crate::http::auth::Role;
+use crate::rollout::Plan;
+use crate::storage::access::NewUser;
+use crate::storage::assets::{Asset, AssetFields, AssetFilter, AssetKind};
+use crate::storage::{now_ms, Storage};
+use fleet_hal::sim::{City, RoadNetwork};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Half the side of a yard's square geofence.
+const YARD_HALF_SIDE_M: f64 = 250.0;
+
+const MODELS: &[(&str, &str, &str)] = &[
+    ("DAF", "XF 480", "trucks"),
+    ("Volvo", "FH 460", "trucks"),
+    ("Mercedes-Benz", "Sprinter 316", "vans"),
+    ("Scania", "R 450", "trucks"),
+    ("Ford", "Transit 350", "vans"),
+];
+
+const PEOPLE: &[(&str, &str, Role)] = &[
+    ("Dana Driver", "dana@demo.fleet", Role::Driver),
+    ("Devi Driver", "devi@demo.fleet", Role::Driver),
+    ("Sam Dispatcher", "sam@demo.fleet", Role::Dispatcher),
+    ("Morgan Manager", "morgan@demo.fleet", Role::Manager),
+];
+
+pub async fn seed(
+    storage: &Arc<dyn Storage>,
+    tenant: Uuid,
+    devices: &[(String, Uuid)],
+    city: City,
+    network_seed: u64,
+) -> anyhow::Result<()> {
+    let now = now_ms();
+    for (i, (name, device)) in devices.iter().enumerate() {
+        if storage.asset_for_device(tenant, *device).await?.is_some() {
+            continue;
+        }
+        storage
+            .create_asset(
+                tenant,
+                &Asset::new(Uuid::new_v4(), vehicle(i, name, *device), now),
+            )
+            .await?;
+    }
+    let others = storage
+        .list_assets(tenant, &AssetFilter::default())
+        .await?
+        .iter()
+        .any(|a| a.kind != AssetKind::Vehicle);
+    if !others {
+        for (kind, name, make, model) in [
+            (AssetKind::Trailer, "Trailer 1", "Krone", "Profi Liner"),
+            (AssetKind::Equipment, "Forklift 1", "Linde", "H25"),
+        ] {
+            let fields = AssetFields {
+                kind: Some(kind),
+                name: name.into(),
+                make: Some(make.into()),
+                model: Some(model.into()),
+                home_yard: Some("Depot 1".into()),
+                department: Some("Distribution".into()),
+                ..AssetFields::default()
+            };
+            storage
+                .create_asset(tenant, &Asset::new(Uuid::new_v4(), fields, now))
+                .await?;
+        }
+    }
+    if storage.list_users(tenant).await?.is_empty() {
+        for (name, email, role) in PEOPLE {
+            let user = NewUser {
+                email: (*email).into(),
+                name: (*name).into(),
+                role: *role,
+            };
+            let u = storage.create_user(tenant, user, None, now).await?;
+            storage
+                .link_badge(tenant, u.user_id, Uuid::new_v4())
+                .await?;
+        }
+    }
+    if storage.list_groups(tenant).await?.is_empty() && !devices.is_empty() {
+        let group = storage.create_group(tenant, "Demo fleet", now).await?;
+        let ids: Vec<Uuid> = devices.iter().map(|(_, d)| *d).collect();
+        storage.assign_devices(tenant, group.id, &ids).await?;
+        let plan = Plan {
+            stages: vec![100],
+            min_soak_ms: 0,
+            ..Plan::default()
+        };
+        // Stored in its canonical form, as the config endpoint stores it.
+        let doc = serde_json::to_vec(&json!({ "geofences": yards(city, network_seed) }))?;
+        let config = fleet_protocol::control::DesiredConfig::from_json(&doc)
+            .map_err(|problems| anyhow::anyhow!("demo geofences: {}", problems.join("; ")))?;
+        let config = serde_json::to_value(&config)?;
+        storage
+            .create_config(tenant, group.id, &config, &plan, now)
+            .await?;
+    }
+    Ok(())
+}
+
+fn vehicle(i: usize, name: &str, device: Uuid) -> AssetFields {
+    let (make, model, group) = MODELS[i % MODELS.len()];
+    AssetFields {
+        kind: Some(AssetKind::Vehicle),
+        name: name.into(),
+        make: Some(make.into()),
+        model: Some(model.into()),
+        // 17 characters, unique per gateway, none of I, O or Q.
+        vin: Some(format!("DMO{}", &device.simple().to_string()[..14]).to_uppercase()),
+        plate: Some(format!(
+            "{:02}-DMO-{}",
+            i + 1,
+            (b'A' + (i % 26) as u8) as char
+        )),
+        vehicle_group: Some(group.into()),
+        home_yard: Some(format!("Depot {}", i % 3 + 1)),
+        department: Some(
+            if group == "vans" {
+                "Service"
+            } else {
+                "Distribution"
+            }
+            .into(),
+        ),
+        cost_center: Some(format!("CC-{}", 100 + i % 3 * 10)),
+        purchase_price_cents: Some(if group == "vans" {
+            4_200_000
+        } else {
+            11_500_000
+        }),
+        purchase_date: Some(format!("20{:02}-0{}-15", 19 + i % 5, 1 + i % 9)),
+        device_id: Some(device),
+        odometer_km: None,
+        engine_hours: None,
+    }
+}
+
+/// A square yard around each depot of the simulated road network, as GeoJSON.
+pub fn yards(city: City, network_seed: u64) -> Value {
+    let net = RoadNetwork::generate(city, network_seed);
+    let features: Vec<Value> = net
+        .depots
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            let n = net.nodes[d];
+            let h = YARD_HALF_SIDE_M;
+            let ring: Vec<[f64; 2]> = [(-h, -h), (h, -h), (h, h), (-h, h), (-h, -h)]
+                .iter()
+                .map(|(dx, dy)| {
+                    let (lat, lon) = city.to_lat_lon(n.x + dx, n.y + dy);
+                    [lon, lat]
+                })
+                .collect();
+            json!({
+                "type": "Feature",
+                "id": format!("depot-{}", i + 1),
+                "properties": { "name": format!("Depot {}", i + 1) },
+                "geometry": { "type": "Polygon", "coordinates": [ring] },
+            })
+        })
+        .collect();
+    json!({ "type": "FeatureCollection", "features": features })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_yard_is_a_closed_ring_the_agent_accepts() {
+        let g = yards(fleet_hal::sim::ROTTERDAM, 1);
+        let features = g["features"].as_array().expect("features");
+        assert_eq!(features.len(), 3);
+        for f in features {
+            let ring = f["geometry"]["coordinates"][0].as_array().expect("ring");
+            assert_eq!(ring.first(), ring.last());
+        }
+        let doc = serde_json::to_vec(&json!({ "geofences": g })).expect("encodes");
+        fleet_protocol::control::DesiredConfig::from_json(&doc).expect("valid config");
+    }
+}
