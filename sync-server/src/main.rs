@@ -297,6 +297,11 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
             );
+            // Maintenance alerts on to the live stream and webhooks.
+            let _alerts = fleet_sync::http::maintenance::spawn_alert_notifier(
+                state.clone(),
+                std::time::Duration::from_secs(30),
+            );
             let operator_key = match operator_key_file {
                 Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
                     format!("reading the operator key file {}", path.display())

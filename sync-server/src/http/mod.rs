@@ -1,6 +1,7 @@
 //! Routes: the device API (`/sync/v1/…`), the operator API (`/api/v1/…`),
 //! health checks and the dashboard.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod blobs;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod keys;
 pub mod kiosk;
 pub mod limits;
+pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 mod operator;
@@ -139,6 +141,44 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/custody/conflicts/{id}/resolve",
             post(kiosk::resolve_conflict),
+        )
+        .route(
+            "/api/v1/analytics/utilization",
+            get(analytics::utilization),
+        )
+        .route("/api/v1/analytics/idle", get(analytics::idle))
+        .route("/api/v1/analytics/trips", get(analytics::trips))
+        .route("/api/v1/analytics/costs", get(analytics::costs))
+        .route("/api/v1/analytics/heatmap", get(analytics::heatmap))
+        .route(
+            "/api/v1/analytics/settings",
+            get(analytics::get_settings).put(analytics::put_settings),
+        )
+        .route(
+            "/api/v1/maintenance/schedules",
+            get(maintenance::list_schedules).post(maintenance::create_schedule),
+        )
+        .route(
+            "/api/v1/maintenance/schedules/{id}",
+            delete(maintenance::delete_schedule),
+        )
+        .route("/api/v1/maintenance/due", get(maintenance::due))
+        .route(
+            "/api/v1/maintenance/services",
+            post(maintenance::record_service),
+        )
+        .route(
+            "/api/v1/maintenance/work-orders",
+            get(maintenance::list_work_orders).post(maintenance::create_work_order),
+        )
+        .route(
+            "/api/v1/maintenance/work-orders/{id}",
+            get(maintenance::get_work_order).patch(maintenance::update_work_order),
+        )
+        .route("/api/v1/maintenance/alerts", get(maintenance::list_alerts))
+        .route(
+            "/api/v1/maintenance/alerts/{id}/acknowledge",
+            post(maintenance::acknowledge_alert),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

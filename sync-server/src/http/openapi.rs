@@ -25,6 +25,8 @@ pub fn fragments() -> Vec<Value> {
         super::kiosk::openapi(),
         super::blobs::openapi(),
         super::control::openapi(),
+        super::analytics::openapi(),
+        super::maintenance::openapi(),
     ]
 }
 

@@ -360,7 +360,7 @@ pub fn openapi() -> Value {
                 },
                 "StreamKind": {
                     "type": "string",
-                    "enum": ["position", "device_status", "fault", "geofence", "reservation", "custody"]
+                    "enum": ["position", "device_status", "fault", "geofence", "reservation", "custody", "maintenance"]
                 },
                 "StreamEvent": {
                     "type": "object",

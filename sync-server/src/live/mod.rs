@@ -32,16 +32,19 @@ pub enum LiveKind {
     Geofence,
     Reservation,
     Custody,
+    /// A maintenance alert was raised.
+    Maintenance,
 }
 
 impl LiveKind {
-    pub const ALL: [LiveKind; 6] = [
+    pub const ALL: [LiveKind; 7] = [
         LiveKind::Position,
         LiveKind::DeviceStatus,
         LiveKind::Fault,
         LiveKind::Geofence,
         LiveKind::Reservation,
         LiveKind::Custody,
+        LiveKind::Maintenance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl LiveKind {
             LiveKind::Geofence => "geofence",
             LiveKind::Reservation => "reservation",
             LiveKind::Custody => "custody",
+            LiveKind::Maintenance => "maintenance",
         }
     }
 

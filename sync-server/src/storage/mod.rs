@@ -13,6 +13,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub mod access;
+pub mod analytics;
 pub mod assets;
 pub mod control;
 pub mod inspections;
@@ -26,6 +27,8 @@ pub mod stream;
 pub mod conformance;
 #[cfg(test)]
 pub mod conformance_access;
+#[cfg(test)]
+pub mod conformance_analytics;
 #[cfg(test)]
 pub mod conformance_assets;
 #[cfg(test)]
@@ -202,6 +205,7 @@ pub struct DocBytes {
 #[async_trait]
 pub trait Storage:
     access::AccessStore
+    + analytics::AnalyticsStore
     + assets::AssetStore
     + control::ControlStore
     + kiosk::KioskStore

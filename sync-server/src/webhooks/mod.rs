@@ -23,11 +23,14 @@ pub const KIND_FAULT: &str = "fault";
 pub const KIND_GEOFENCE: &str = "geofence";
 pub const KIND_DEVICE_OFFLINE: &str = "device_offline";
 pub const KIND_CUSTODY_CONFLICT: &str = "custody_conflict";
+/// A maintenance alert was raised (`http/maintenance.rs`).
+pub const KIND_MAINTENANCE_ALERT: &str = "maintenance_alert";
 pub const KINDS: &[&str] = &[
     KIND_FAULT,
     KIND_GEOFENCE,
     KIND_DEVICE_OFFLINE,
     KIND_CUSTODY_CONFLICT,
+    KIND_MAINTENANCE_ALERT,
 ];
 
 /// How deliveries are sent.

@@ -127,6 +127,7 @@ pub(super) async fn ingest(
     let mut known = stored_content(&tx, t, d, &batch).await?;
     let mut rows = NewRows::default();
     let mut last_position: Option<&Event> = None;
+    let mut folded: Vec<(&Event, i64)> = Vec::new();
     let mut spans: HashMap<BootId, (u64, u64)> = HashMap::new();
     for e in &batch.events {
         let data = serde_json::to_string(&e.data.to_json())
@@ -171,6 +172,7 @@ pub(super) async fn ingest(
                 rows.data.push(content.data.clone());
                 known.insert(e.seq, content);
                 out.stored += 1;
+                folded.push((e, time_ms));
                 let span = spans.entry(e.time.boot_id).or_insert((e.seq, e.seq));
                 span.1 = e.seq;
                 if matches!(e.data, EventData::Position(_)) {
@@ -273,6 +275,7 @@ pub(super) async fn ingest(
     )
     .await
     .map_err(pg)?;
+    super::analytics::fold_ingested(&tx, t, d, &folded, now_ms).await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -6,6 +6,7 @@
 //! by tenant as well; the policies are there for the one that forgets.
 
 pub(crate) mod access;
+mod analytics;
 mod assets;
 mod control;
 mod ingest;
@@ -820,6 +821,7 @@ mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
     crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
+    crate::conformance_analytics_suite!(optional super::testing::fresh());
     crate::conformance_inspections_suite!(optional super::testing::fresh());
     crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());

@@ -73,6 +73,7 @@ pub(super) fn ingest(
         evicted: 0,
     };
     let mut last_position: Option<&Event> = None;
+    let mut folded: Vec<(&Event, i64)> = Vec::new();
     let mut spans: HashMap<BootId, (u64, u64)> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
@@ -100,6 +101,7 @@ pub(super) fn ingest(
                 .map_err(backend)?;
             if n == 1 {
                 out.stored += 1;
+                folded.push((e, time_ms));
                 let span = spans.entry(e.time.boot_id).or_insert((e.seq, e.seq));
                 span.1 = e.seq;
                 if matches!(e.data, EventData::Position(_)) {
@@ -179,6 +181,7 @@ pub(super) fn ingest(
     .map_err(backend)?
     .execute(params![t, d, out.acked_seq as i64, out.stored, out.evicted as i64, out.quarantined, now_ms])
     .map_err(backend)?;
+    super::analytics::fold_ingested(&tx, t, d, &folded, now_ms)?;
     tx.commit().map_err(backend)?;
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! The SQLite backend: the embedded default (`DIR/fleet.db`).
 
 mod access;
+mod analytics;
 mod assets;
 mod conn;
 mod control;
@@ -586,6 +587,7 @@ mod conformance {
     crate::conformance_stream_suite!(fresh());
     crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
+    crate::conformance_analytics_suite!(fresh());
     crate::conformance_inspections_suite!(fresh());
     crate::conformance_assets_suite!(fresh());
 }
