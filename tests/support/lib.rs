@@ -6,5 +6,8 @@ pub mod drive;
 /// Fault injection for the `fault_*` tests (tests/faults/).
 #[path = "../faults/mod.rs"]
 pub mod faults;
+/// The load generator behind `fleet-load` and the `load_*` tests (tests/load/).
+#[path = "../load/mod.rs"]
+pub mod load;
 pub mod process;
 pub mod services;
