@@ -825,4 +825,5 @@ mod conformance {
     crate::conformance_inspections_suite!(optional super::testing::fresh());
     crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());
+    crate::conformance_control_suite!(optional super::testing::fresh());
 }

@@ -232,3 +232,217 @@ async fn retention_detaches_old_months_and_keeps_their_tables() {
     // Running it again changes nothing.
     assert!(pg.detach_partitions(later, 3).await.unwrap().is_empty());
 }
+
+/// The first release's schema: 0001 applied and recorded by the runner as it
+/// was then, with a tenant, a device and its events written under RLS.
+async fn first_release_database(guard: &super::testing::Guard) -> (Uuid, Uuid) {
+    let c = PgStorage::dedicated(guard.app_config()).await.unwrap();
+    let first = super::MIGRATIONS.iter().find(|m| m.version == 1).unwrap();
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (
+             version     integer     NOT NULL PRIMARY KEY,
+             name        text        NOT NULL,
+             applied_at  timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(first.sql).await.unwrap();
+    c.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (1, 'init')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (tenant, device) = (Uuid::new_v4(), Uuid::new_v4());
+    c.execute(
+        "SELECT set_config('app.tenant_id', $1, false)",
+        &[&tenant.to_string()],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO tenants (tenant_id, name, created_at_ms) VALUES ($1, 'acme', 1)",
+        &[&tenant],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO devices (tenant_id, device_id, name, public_key, enrolled_at_ms, acked_seq, event_count)
+         VALUES ($1, $2, 'truck-1', 'key', 1, 2, 2)",
+        &[&tenant, &device],
+    )
+    .await
+    .unwrap();
+    for seq in 1..=2i64 {
+        c.execute(
+            "INSERT INTO events (tenant_id, device_id, seq, kind, priority, boot_id, mono_ms, wall_ms, hlc,
+                 config_version, time_ms, time_source, data, received_at_ms)
+             VALUES ($1, $2, $3, 'ignition', 1, $4, $3, 1700000000000, 1, 1, 1700000000000, 'device', '{\"on\":true}', 1)",
+            &[&tenant, &device, &seq, &vec![7u8; 16]],
+        )
+        .await
+        .unwrap();
+    }
+    (tenant, device)
+}
+
+async fn applied_versions(guard: &super::testing::Guard) -> Vec<i32> {
+    let c = PgStorage::dedicated(guard.app_config()).await.unwrap();
+    c.query(
+        "SELECT version FROM schema_migrations ORDER BY version",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_released_postgres_database_is_migrated_forward_with_its_data_served() {
+    use crate::storage::control::ControlStore;
+    let Some(guard) = super::testing::empty_database().await else {
+        return;
+    };
+    let (tenant, device) = first_release_database(&guard).await;
+
+    let storage = PgStorage::connect_with(guard.app_config().clone())
+        .await
+        .expect("the released schema opens");
+    let devices = storage.list_devices(tenant).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        (devices[0].name.as_str(), devices[0].last_seq),
+        ("truck-1", 2)
+    );
+    let events = storage
+        .device_events(tenant, device, 0, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(events[0].data, serde_json::json!({"on": true}));
+    // The newer tables work for the old tenant: a control-plane group, say.
+    let group = storage.create_group(tenant, "north", 5).await.unwrap();
+    storage
+        .assign_devices(tenant, group.id, &[device])
+        .await
+        .unwrap();
+    drop(storage);
+
+    let mut known: Vec<i32> = super::MIGRATIONS.iter().map(|m| m.version as i32).collect();
+    known.sort_unstable();
+    assert_eq!(
+        applied_versions(&guard).await,
+        known,
+        "every newer migration is applied once"
+    );
+    // A second start finds nothing to do and changes nothing.
+    PgStorage::connect_with(guard.app_config().clone())
+        .await
+        .unwrap();
+    assert_eq!(applied_versions(&guard).await, known);
+}
+
+#[tokio::test]
+async fn a_schema_written_by_a_newer_binary_is_refused_untouched() {
+    let Some((pg, guard)) = fresh_pg().await else {
+        return;
+    };
+    drop(pg);
+    let c = PgStorage::dedicated(guard.app_config()).await.unwrap();
+    c.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let before = applied_versions(&guard).await;
+    let refused = PgStorage::connect_with(guard.app_config().clone()).await;
+    match refused {
+        Err(crate::storage::StorageError::SchemaTooNew { found, .. }) => assert_eq!(found, 9999),
+        Err(e) => panic!("refused for the wrong reason: {e}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    }
+    assert_eq!(applied_versions(&guard).await, before);
+}
+
+#[tokio::test]
+async fn two_replicas_claiming_at_once_never_hand_out_one_delivery_twice() {
+    use crate::storage::control::{AttemptOutcome, ControlStore};
+    let Some((a, guard)) = fresh_pg().await else {
+        return;
+    };
+    let b = PgStorage::connect_with(guard.app_config().clone())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let mut tenants = Vec::new();
+    for name in ["acme", "globex"] {
+        let t = a.create_tenant(name).await.unwrap().tenant_id;
+        a.create_webhook(
+            t,
+            "https://example.com/h",
+            &["fault".to_owned()],
+            "json",
+            "s",
+            now,
+        )
+        .await
+        .unwrap();
+        for i in 0..40 {
+            let id = format!("{name}:{i}");
+            a.enqueue_webhook_event(t, "fault", &id, &serde_json::json!({ "id": id }), now)
+                .await
+                .unwrap();
+        }
+        tenants.push(t);
+    }
+    // Both replicas claim in small batches, concurrently, until nothing is due.
+    let (from_a, from_b) = tokio::join!(claim_all(&a, now), claim_all(&b, now));
+    let mut all: Vec<Uuid> = from_a.iter().chain(&from_b).copied().collect();
+    assert_eq!(all.len(), 80, "a: {}, b: {}", from_a.len(), from_b.len());
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 80, "a delivery was handed to both replicas");
+
+    // A claimed delivery whose sender died comes back once its lease ends, and
+    // a recorded attempt takes it out for good.
+    let later = now + super::control::DELIVERY_LEASE_MS;
+    let again = a.due_deliveries(later, 100).await.unwrap();
+    assert_eq!(
+        again.len(),
+        80,
+        "unsent deliveries are due again after the lease"
+    );
+    for d in &again {
+        b.record_attempt(
+            d.tenant_id,
+            d.delivery_id,
+            &AttemptOutcome::Delivered { status: 200 },
+            later,
+        )
+        .await
+        .unwrap();
+    }
+    assert!(a
+        .due_deliveries(later + super::control::DELIVERY_LEASE_MS, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Claims due deliveries in small batches until none is left.
+async fn claim_all(s: &PgStorage, now: i64) -> Vec<Uuid> {
+    use crate::storage::control::ControlStore;
+    let mut got = Vec::new();
+    loop {
+        let due = s.due_deliveries(now, 7).await.unwrap();
+        if due.is_empty() {
+            return got;
+        }
+        got.extend(due.into_iter().map(|d| d.delivery_id));
+    }
+}
