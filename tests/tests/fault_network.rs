@@ -243,10 +243,12 @@ fn the_end_of_a_thousand_device_outage_brings_no_retry_storm() {
     let outage = Duration::from_secs(30 * 60);
     let window = Duration::from_secs(1);
     let max = SyncOptions::default().backoff_max;
-    // After half an hour every device waits a full-jitter delay uniform over
-    // [0, max]: the returns are spread at devices/max per second. Allow six
-    // standard deviations of that (Poisson) rate on top.
-    let mean = devices as f64 * window.as_secs_f64() / max.as_secs_f64();
+    // After half an hour every device retries after a full-jitter delay uniform
+    // over [0, max], a renewal process with mean gap max/2. The time left to a
+    // device's next retry when the server returns then has density at most
+    // 2/max, so no second can expect more than 2·devices/max returns. Allow six
+    // standard deviations of that (Poisson) count on top.
+    let mean = 2.0 * devices as f64 * window.as_secs_f64() / max.as_secs_f64();
     let bound = (mean + 6.0 * mean.sqrt()).ceil() as u64 + 1;
     let mut peaks = Vec::new();
     for seed in 0..5 {
@@ -259,7 +261,7 @@ fn the_end_of_a_thousand_device_outage_brings_no_retry_storm() {
     }
     let lockstep = peak_after_outage(devices, outage, window, false, 0);
     assert!(
-        lockstep > devices as u64 / 2,
+        lockstep > 4 * bound,
         "without jitter the fleet should return in waves ({lockstep} in the busiest second)"
     );
     eprintln!(
