@@ -98,13 +98,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(crate::serve(
-        listener,
-        crate::AppState::new(storage.clone()),
-        async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        },
-    ));
+    let state = crate::AppState::new(storage.clone());
+    let server = tokio::spawn(crate::serve(listener, state.clone(), async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
 
     let mut vehicles = Vec::new();
     let mut links = Vec::new();
@@ -147,6 +144,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     seed::seed(&storage, tenant_id, &devices, city, args.seed)
         .await
         .context("seeding the demo tenant")?;
+    seed::reservations(&state, &api_key, tenant_id)
+        .await
+        .context("seeding the demo's bookings")?;
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
 
     println!(

@@ -15,7 +15,8 @@ export function mount(el, ctx) {
     const box = page.querySelector("#board");
     let items, rich = true;
     try {
-      items = list(await api("/api/v1/custody/board"), "items", "assets", "board");
+      const board = await api("/api/v1/custody/board");
+      items = list(board, "out");
     } catch (e) {
       if (!e.missing) { box.replaceChildren(); notice(box, explain(e, "The custody board")); return; }
       // Older servers: holders by asset id from the kiosk custody log.
@@ -28,17 +29,17 @@ export function mount(el, ctx) {
         return;
       }
     }
-    const held = items.filter((a) => a.holder || a.holder_name || a.held_by);
+    const held = rich ? items : items.filter((a) => a.holder);
     box.innerHTML = held.length ? `<div class="tablewrap"><table><thead><tr><th>Asset</th><th>Holder</th><th>Since</th><th>Due</th><th>Where</th></tr></thead><tbody>${held.map((a) => {
       const h = a.holder || {};
       const since = ms(a.since_ms ?? h.at_ms ?? a.checked_out_at_ms);
-      const due = ms(a.due_ms ?? a.due_at_ms);
+      const due = ms(a.due_back_ms);
       const overdue = a.overdue || (due != null && due < Date.now());
       return `<tr data-asset="${esc(a.asset_id || a.id)}"><td><b>${esc(a.asset_name || a.name || (a.asset_id || a.id || "").slice(0, 8))}</b>${a.kind ? ` <span class="muted">${esc(a.kind)}</span>` : ""}</td>
-        <td>${esc(a.holder_name || a.user_name || h.name || h.badge || a.held_by || "–")}</td>
+        <td>${esc(a.holder_name || (a.badge_id || h.badge || "–").slice(0, 8))}</td>
         <td>${when(since)} <span class="muted">(${ago(since)})</span></td>
         <td>${due != null ? when(due) : "–"}${overdue ? ` <span class="pill rejected">overdue</span>` : ""}</td>
-        <td class="muted">${esc(a.kiosk || h.kiosk || a.location || "")}</td></tr>`;
+        <td class="muted">${esc(a.via || h.kiosk || "")}</td></tr>`;
     }).join("")}</tbody></table></div>` : `<div class="empty">Nothing is checked out.</div>`;
     if (!rich) notice(box, "Names, due times and overdue returns need the custody board endpoint; this server shows holders by id.", "warn");
   }

@@ -98,22 +98,27 @@ function vehicle(el, ctx, id) {
   }
 
   function overview(o) {
-    const v = o.vehicle || o.asset || o;
-    page.querySelector("#title").textContent = v.name || id;
-    const pos = o.position || o.last_position || (o.vehicle && o.vehicle.position);
-    const custody = o.custody ? [].concat(o.custody) : [];
+    const a = o.asset || {};
+    const st = o.status || {};
+    const pos = o.position;
+    page.querySelector("#title").textContent = o.name || id;
+    const fields = ["kind", "make", "model", "vin", "plate", "vehicle_group", "home_yard", "department", "cost_center"].filter((k) => a[k] != null);
+    const c = o.custody;
     body.innerHTML = `<div class="grid2">
-      ${section("Vehicle", `<dl>
-        ${["kind", "make", "model", "vin", "plate", "vehicle_group", "home_yard", "department"].filter((k) => v[k] != null).map((k) => `<dt class="muted">${esc(k.replace("_", " "))}</dt><dd>${esc(v[k])}</dd>`).join("")}
-        <dt class="muted">Status</dt><dd>${esc(o.status || v.status || "–")}</dd>
-        <dt class="muted">Last position</dt><dd>${pos ? `${Number(pos.lat).toFixed(5)}, ${Number(pos.lon).toFixed(5)} · ${when(pos.time_ms ?? pos.time)}` : "none yet"}</dd>
-        ${v.odometer_km != null ? `<dt class="muted">Odometer</dt><dd>${num(v.odometer_km)} km</dd>` : ""}
+      ${section("Status", `<dl>
+        <dt class="muted">Last seen</dt><dd>${st.last_seen_ms != null ? `${when(st.last_seen_ms)} (${ago(st.last_seen_ms)})` : "never"}${st.revoked ? " · gateway revoked" : ""}</dd>
+        <dt class="muted">Ignition</dt><dd>${esc(st.ignition || "unknown")}</dd>
+        <dt class="muted">Last position</dt><dd>${pos ? `${pos.lat.toFixed(5)}, ${pos.lon.toFixed(5)}${pos.speed_mps != null ? " · " + Math.round(pos.speed_mps * 3.6) + " km/h" : ""} · ${when(pos.time_ms)}` : "none yet"}</dd>
+        ${a.odometer_km != null ? `<dt class="muted">Odometer</dt><dd>${num(a.odometer_km)} km (${when(a.meter_at_ms)})</dd>` : ""}
+        <dt class="muted">Custody</dt><dd>${c ? `badge <code>${esc(String(c.badge_id).slice(0, 8))}</code> via ${esc(c.via)} since ${when(c.since_ms)}` : "in the yard"}</dd>
       </dl>`)}
-      ${section("Open faults", rowsTable(list(o.faults ?? o.open_faults, "faults"), [["Code", (f) => esc(f.code ?? f.spn ?? f.id)], ["Since", (f) => when(f.since_ms ?? f.at_ms ?? f.time_ms)], ["", (f) => esc(f.description || f.summary || "")]]))}
-      ${section("Custody", rowsTable(custody.filter(Boolean), [["Holder", (c) => esc(c.holder_name || c.user_name || c.badge || c.holder || "–")], ["Since", (c) => when(c.since_ms ?? c.at_ms)], ["Where", (c) => esc(c.kiosk || c.location || "")]]))}
-      ${section("Reservations", rowsTable(list(o.reservations, "reservations"), [["From", (r) => when(r.start_ms ?? r.start)], ["To", (r) => when(r.end_ms ?? r.end)], ["Status", (r) => `<span class="pill ${esc(r.status)}">${esc(r.status)}</span>`], ["Who", (r) => esc(r.user_name || r.user_id || "")]]))}
-      ${section("Trips", rowsTable(list(o.trips, "trips"), [["Start", (t) => when(t.start_ms)], ["Distance", (t) => num(t.distance_km, 1) + " km"], ["Duration", (t) => t.duration_s != null ? Math.round(t.duration_s / 60) + " min" : "–"]]))}
-      ${section("Inspections", rowsTable(list(o.inspections, "inspections"), [["When", (i) => when(i.submitted_at_ms ?? i.at_ms)], ["Result", (i) => esc(i.result || i.status || "")], ["Defects", (i) => esc((i.defects || []).length)]]))}
-    </div>`;
+      ${section("Catalog", o.asset ? `<dl>${fields.map((k) => `<dt class="muted">${esc(k.replace("_", " "))}</dt><dd>${esc(a[k])}</dd>`).join("")}</dl>`
+        : `<div class="muted">This gateway is not in the asset catalog yet.</div>`)}
+      ${section("Open faults", rowsTable(o.open_faults, [["Code", (f) => esc(f.data.code ?? f.data.spn ?? "?")], ["Since", (f) => when(f.time_ms)], ["Detail", (f) => esc(f.data.description || f.data.fmi || "")]]))}
+      ${section("Open defects", rowsTable(o.open_defects, [["Defect", (d) => esc(d.description || d.item || d.id)], ["Severity", (d) => esc(d.severity || "")]]))}
+    </div>
+    ${section("Coming reservations", rowsTable(o.reservations, [["From", (r) => when(r.start_ms)], ["To", (r) => when(r.end_ms)], ["Status", (r) => `<span class="pill ${esc(r.status)}">${esc(r.status)}</span>`], ["Purpose", (r) => esc(r.purpose || "")]]))}
+    ${section("Recent trips", rowsTable(o.recent_trips, [["Ended", (t) => when(t.end_ms)], ["Distance", (t) => t.data.distance_m != null ? num(t.data.distance_m / 1000, 1) + " km" : t.data.distance_km != null ? num(t.data.distance_km, 1) + " km" : "–"], ["Duration", (t) => t.data.duration_s != null ? Math.round(t.data.duration_s / 60) + " min" : "–"]]))}
+    ${section("Inspections", rowsTable(o.inspections, [["When", (i) => when(i.inspected_at_ms)], ["Driver", (i) => esc(i.driver)], ["Defects", (i) => esc((i.defects || []).length)]]))}`;
   }
 }

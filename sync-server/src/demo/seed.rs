@@ -1,16 +1,22 @@
 //! What the demo tenant starts with, created once through the stores: the
 //! simulated vehicles in the asset catalog (each linked to its gateway), a
 //! trailer and a forklift, users with badges, and a geofence around each of the
-//! simulated network's depots, pushed to the vehicles as their config.
+//! simulated network's depots, pushed to the vehicles as their config; and
+//! bookings across the coming week.
 
 use crate::http::auth::Role;
 use crate::rollout::Plan;
 use crate::storage::access::NewUser;
 use crate::storage::assets::{Asset, AssetFields, AssetFilter, AssetKind};
 use crate::storage::{now_ms, Storage};
+use crate::AppState;
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
 use fleet_hal::sim::{City, RoadNetwork};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Half the side of a yard's square geofence.
@@ -106,6 +112,122 @@ pub async fn seed(
             .await?;
     }
     Ok(())
+}
+
+/// Bookings across the coming week, made through the reservations API (so its
+/// rules, approvals and notifications apply) with the demo's own key: each of the
+/// first vehicles three times, most of them approved, the rest pending. Once: a
+/// tenant that has any reservation is left alone.
+pub async fn reservations(state: &AppState, api_key: &str, tenant: Uuid) -> anyhow::Result<()> {
+    let api = Api {
+        router: crate::router(state.clone()),
+        key: api_key,
+    };
+    let (status, existing) = api
+        .call(Method::GET, "/api/v1/reservations?limit=1", None)
+        .await?;
+    if status == StatusCode::NOT_FOUND {
+        tracing::debug!("demo: this server has no reservations API; no bookings seeded");
+        return Ok(());
+    }
+    if !existing["reservations"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    {
+        return Ok(());
+    }
+    let storage = &state.storage;
+    let vehicles = storage
+        .list_assets(
+            tenant,
+            &AssetFilter {
+                kind: Some(AssetKind::Vehicle),
+                ..AssetFilter::default()
+            },
+        )
+        .await?;
+    let drivers: Vec<Uuid> = storage
+        .list_users(tenant)
+        .await?
+        .into_iter()
+        .filter(|u| u.role == Role::Driver)
+        .map(|u| u.user_id)
+        .collect();
+    if drivers.is_empty() {
+        return Ok(());
+    }
+    const HOUR: i64 = 3_600_000;
+    let tomorrow = (now_ms() / (24 * HOUR) + 1) * 24 * HOUR;
+    let purposes = [
+        "Deliveries north",
+        "Depot transfer",
+        "Customer visit",
+        "Service run",
+    ];
+    for (i, v) in vehicles.iter().take(6).enumerate() {
+        for b in 0..3usize {
+            let start = tomorrow + ((i + 2 * b) % 7) as i64 * 24 * HOUR + (7 + i % 4) as i64 * HOUR;
+            let body = json!({
+                "vehicle_id": v.id,
+                "user_id": drivers[(i + b) % drivers.len()],
+                "start_ms": start,
+                "end_ms": start + (3 + (i + b) % 4) as i64 * HOUR,
+                "purpose": purposes[(i + b) % purposes.len()],
+            });
+            let (status, r) = api
+                .call(Method::POST, "/api/v1/reservations", Some(body))
+                .await?;
+            if !status.is_success() {
+                tracing::warn!(vehicle = %v.name, %status, "demo: a seeded booking was refused: {r}");
+                continue;
+            }
+            if r["status"] == "pending" && (i + b) % 3 != 2 {
+                let path = format!(
+                    "/api/v1/reservations/{}/approve",
+                    r["id"].as_str().unwrap_or("")
+                );
+                let (status, r) = api.call(Method::POST, &path, Some(json!({}))).await?;
+                if !status.is_success() {
+                    tracing::warn!(%status, "demo: approving a seeded booking failed: {r}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The HTTP API in this process, called as a client would call it.
+struct Api<'a> {
+    router: axum::Router,
+    key: &'a str,
+}
+
+impl Api<'_> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key));
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(&b)?)
+            }
+            None => Body::empty(),
+        };
+        let resp = self.router.clone().oneshot(req.body(body)?).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
 }
 
 fn vehicle(i: usize, name: &str, device: Uuid) -> AssetFields {
