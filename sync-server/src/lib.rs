@@ -4,6 +4,7 @@
 //! Tests drive [`router`] directly with `tower::ServiceExt::oneshot`, or bind
 //! `127.0.0.1:0` and call [`serve`].
 
+pub mod admin;
 pub mod analytics;
 pub mod custody;
 pub mod docs;

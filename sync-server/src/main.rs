@@ -70,6 +70,16 @@ enum Command {
         /// Where uploaded photos and signatures are kept [default: DATA/blobs].
         #[arg(long, env = "FLEET_BLOB_DIR", value_name = "DIR")]
         blob_dir: Option<PathBuf>,
+        /// Seconds between live-stream heartbeats; keep it below any proxy's idle
+        /// timeout. A client silent for three of these is closed.
+        #[arg(long, env = "FLEET_STREAM_HEARTBEAT_SECS", value_name = "SECS", default_value_t = 15,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        stream_heartbeat_secs: u64,
+        /// Live-stream events queued per client before it counts as too slow and
+        /// is closed with 4008.
+        #[arg(long, env = "FLEET_STREAM_CLIENT_QUEUE", value_name = "N", default_value_t = 1024,
+              value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        stream_client_queue: u64,
     },
     /// Administer tenants, enrollment tokens and devices.
     Admin {
@@ -105,6 +115,16 @@ enum Admin {
     Device {
         #[command(subcommand)]
         command: DeviceCmd,
+    },
+    /// A tenant's users: create, list, disable.
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
+    /// A tenant's API keys: create, list, revoke.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
     },
     /// Monthly event partitions on PostgreSQL: list, or detach for retention.
     Partitions {
@@ -168,6 +188,66 @@ enum DeviceCmd {
     Revoke {
         #[arg(long)]
         device: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user; prints the user as `GET /api/v1/users/{id}` does.
+    Create {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// admin, manager, dispatcher, driver, technician or read_only.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the tenant's users; prints {"users": […]}.
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+    },
+    /// Disable a user: their keys stop working at once.
+    Disable {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        user: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create an API key; prints it with its "secret", shown only this once.
+    Create {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        name: String,
+        /// admin, manager, dispatcher, driver, technician or read_only.
+        #[arg(long)]
+        role: String,
+        /// The user the key signs in as (its role may not exceed theirs).
+        #[arg(long)]
+        user: Option<Uuid>,
+        /// RFC 3339 time after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List the tenant's keys (never their secrets); prints {"keys": […]}.
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+    },
+    /// Revoke a key; its next request is refused.
+    Revoke {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        key: Uuid,
     },
 }
 
@@ -262,6 +342,8 @@ async fn main() -> anyhow::Result<()> {
             operator_key,
             allow_private_webhooks,
             blob_dir,
+            stream_heartbeat_secs,
+            stream_client_queue,
         } => {
             // Check the certificate before touching the database or the port, so a
             // bad file is the first and only thing reported.
@@ -282,12 +364,19 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
-            let state = fleet_sync::AppState::new(storage).with_settings(fleet_sync::Settings {
-                metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
-                allow_private_webhooks,
-                blob_dir: Some(blob_dir.unwrap_or_else(|| data.join("blobs"))),
-                ..fleet_sync::Settings::default()
-            });
+            let state = fleet_sync::AppState::new(storage)
+                .with_settings(fleet_sync::Settings {
+                    metrics_token: metrics_token.filter(|t| !t.trim().is_empty()),
+                    allow_private_webhooks,
+                    blob_dir: Some(blob_dir.unwrap_or_else(|| data.join("blobs"))),
+                    ..fleet_sync::Settings::default()
+                })
+                .with_stream_settings(fleet_sync::live::StreamSettings {
+                    heartbeat: Duration::from_secs(stream_heartbeat_secs),
+                    idle_timeout: Duration::from_secs(stream_heartbeat_secs * 3),
+                    client_queue: stream_client_queue as usize,
+                    ..fleet_sync::live::StreamSettings::default()
+                });
             // Webhook deliveries, the device-offline check and rollout checks;
             // stops with the process.
             let _background = fleet_sync::webhooks::worker::spawn(
@@ -301,6 +390,11 @@ async fn main() -> anyhow::Result<()> {
             let _alerts = fleet_sync::http::maintenance::spawn_alert_notifier(
                 state.clone(),
                 std::time::Duration::from_secs(30),
+            );
+            // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
+            let _reservations = fleet_sync::reservations::task::spawn(
+                state.clone(),
+                std::time::Duration::from_secs(60),
             );
             let operator_key = match operator_key_file {
                 Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
@@ -382,6 +476,57 @@ async fn main() -> anyhow::Result<()> {
                                 .await?;
                             print_json(&serde_json::json!({ "detached": detached }))?
                         }
+                    }
+                }
+                Admin::User { command } => {
+                    use fleet_sync::admin;
+                    let answer = match command {
+                        UserCmd::Create {
+                            tenant,
+                            email,
+                            name,
+                            role,
+                        } => {
+                            admin::create_user(&*storage, tenant, &email, &name, &role, None).await
+                        }
+                        UserCmd::List { tenant } => admin::list_users(&*storage, tenant).await,
+                        UserCmd::Disable { tenant, user } => {
+                            admin::disable_user(&*storage, tenant, user).await
+                        }
+                    };
+                    match answer {
+                        Ok(v) => print_json(&v)?,
+                        Err(refused) => anyhow::bail!("{} ({})", refused.message, refused.code),
+                    }
+                }
+                Admin::Key { command } => {
+                    use fleet_sync::admin;
+                    let answer = match command {
+                        KeyCmd::Create {
+                            tenant,
+                            name,
+                            role,
+                            user,
+                            expires_at,
+                        } => {
+                            admin::create_key(
+                                &*storage,
+                                tenant,
+                                &name,
+                                &role,
+                                user,
+                                expires_at.as_deref(),
+                            )
+                            .await
+                        }
+                        KeyCmd::List { tenant } => admin::list_keys(&*storage, tenant).await,
+                        KeyCmd::Revoke { tenant, key } => {
+                            admin::revoke_key(&*storage, tenant, key).await
+                        }
+                    };
+                    match answer {
+                        Ok(v) => print_json(&v)?,
+                        Err(refused) => anyhow::bail!("{} ({})", refused.message, refused.code),
                     }
                 }
                 Admin::Device {

@@ -25,7 +25,7 @@ pub(crate) fn user_json(u: &User) -> Value {
     })
 }
 
-fn check_email(s: &str) -> Result<String, ApiError> {
+pub(crate) fn check_email(s: &str) -> Result<String, ApiError> {
     let e = s.trim();
     let ok = e.len() <= 254
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
