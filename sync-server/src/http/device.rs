@@ -212,6 +212,7 @@ pub async fn batches(
     let triggers = crate::webhooks::triggers_in(&batch);
     let received_ms = now_ms();
     let live = crate::live::ingest::live_events(&batch, received_ms);
+    let inspections = super::inspections::inspections_in(device.device_id, &batch, received_ms);
     let out = state
         .storage
         .ingest_batch(&device, batch, received_ms)
@@ -225,6 +226,7 @@ pub async fn batches(
         }
     }
     crate::webhooks::enqueue_triggers(&state, &device, triggers).await;
+    super::inspections::record_from_device(&state, &device, inspections).await;
     state.metrics.batch(
         out.stored.into(),
         out.duplicates.into(),

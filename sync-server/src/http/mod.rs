@@ -11,6 +11,7 @@ mod dashboard;
 mod device;
 mod device_control;
 pub mod error;
+pub mod inspections;
 pub mod keys;
 pub mod kiosk;
 pub mod limits;
@@ -162,6 +163,23 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/custody/conflicts/{id}/resolve",
             post(kiosk::resolve_conflict),
+        )
+        .route(
+            "/api/v1/inspections",
+            get(inspections::list).post(inspections::submit),
+        )
+        .route("/api/v1/inspections/{id}", get(inspections::get))
+        .route(
+            "/api/v1/inspections/forms",
+            get(inspections::list_forms).post(inspections::create_form),
+        )
+        .route(
+            "/api/v1/inspections/defects",
+            get(inspections::open_defects),
+        )
+        .route(
+            "/api/v1/inspections/defects/{id}/repair",
+            post(inspections::repair),
         )
         .route(
             "/api/v1/analytics/utilization",

@@ -88,6 +88,8 @@ pub async fn build_snapshot(
     snap.policy = state.storage.kiosk_policy(tenant).await?;
     let labels = state.storage.list_labels(tenant).await?;
     fill_labels(&mut snap, &labels);
+    let blocked = state.storage.open_unsafe_defects(tenant).await?;
+    mark_unsafe(&mut snap, &blocked);
     snap.reservations = reservations_for_snapshot(state, tenant, yard, now_ms).await?;
     Ok(snap)
 }
@@ -107,8 +109,8 @@ fn fill_labels(snap: &mut Snapshot, labels: &[LabelRecord]) {
                 slot: l.slot.unwrap_or(0),
                 revoked,
             }),
-            // Readings and defects are not known to the server yet: the kiosk
-            // shows none rather than stale ones.
+            // Defects are marked by `mark_unsafe`; readings are not known to
+            // the server yet: the kiosk shows none rather than stale ones.
             LabelKind::Asset | LabelKind::Vehicle => snap.assets.push(SnapshotAsset {
                 id: l.id,
                 kind: l.kind,
@@ -124,6 +126,13 @@ fn fill_labels(snap: &mut Snapshot, labels: &[LabelRecord]) {
         if !revoked {
             snap.short_codes.insert(l.short_code.clone(), l.id);
         }
+    }
+}
+
+/// Flags the assets with an open unsafe defect: kiosks refuse to hand them out.
+fn mark_unsafe(snap: &mut Snapshot, blocked: &[(Uuid, String)]) {
+    for a in &mut snap.assets {
+        a.unsafe_defect = blocked.iter().any(|(id, _)| *id == a.id);
     }
 }
 
