@@ -388,7 +388,7 @@ pub fn refuels(prev: Option<(i64, f64)>, samples: &[(i64, f64)]) -> (Vec<i64>, O
         .copied()
         .filter(|(t, _)| prev.is_none_or(|(p, _)| *t > p))
         .collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|s| s.0);
     let mut last = prev;
     let mut out = Vec::new();
     for s in sorted {
