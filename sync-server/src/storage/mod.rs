@@ -20,6 +20,7 @@ pub mod inspections;
 pub mod kiosk;
 pub mod migration;
 pub mod postgres;
+pub mod reservations;
 pub mod sqlite;
 pub mod stream;
 
@@ -37,6 +38,8 @@ pub mod conformance_control;
 pub mod conformance_inspections;
 #[cfg(test)]
 pub mod conformance_kiosk;
+#[cfg(test)]
+pub mod conformance_reservations;
 #[cfg(test)]
 pub mod conformance_stream;
 
@@ -209,6 +212,7 @@ pub trait Storage:
     + assets::AssetStore
     + control::ControlStore
     + kiosk::KioskStore
+    + reservations::ReservationStore
     + inspections::InspectionStore
     + Send
     + Sync

@@ -14,6 +14,7 @@ mod inspections;
 mod kiosk;
 pub mod migrate;
 pub mod partitions;
+mod reservations;
 mod stream;
 pub mod testing;
 #[cfg(test)]
@@ -821,6 +822,7 @@ mod conformance {
     crate::conformance_suite!(optional super::testing::fresh());
     crate::conformance_stream_suite!(optional super::testing::fresh());
     crate::conformance_kiosk_suite!(optional super::testing::fresh());
+    crate::conformance_reservations_suite!(optional super::testing::fresh());
     crate::conformance_analytics_suite!(optional super::testing::fresh());
     crate::conformance_inspections_suite!(optional super::testing::fresh());
     crate::conformance_assets_suite!(optional super::testing::fresh());

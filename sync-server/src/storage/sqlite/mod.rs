@@ -8,6 +8,7 @@ mod control;
 pub(crate) mod ingest;
 mod inspections;
 mod kiosk;
+mod reservations;
 mod stream;
 
 pub use conn::MIGRATIONS;
@@ -587,6 +588,7 @@ mod conformance {
     crate::conformance_stream_suite!(fresh());
     crate::conformance_control_suite!(fresh());
     crate::conformance_kiosk_suite!(fresh());
+    crate::conformance_reservations_suite!(fresh());
     crate::conformance_analytics_suite!(fresh());
     crate::conformance_inspections_suite!(fresh());
     crate::conformance_assets_suite!(fresh());

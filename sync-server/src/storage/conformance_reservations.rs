@@ -1,0 +1,591 @@
+//! The behaviour every backend's
+//! [`ReservationStore`](super::reservations::ReservationStore) must show. Each
+//! check takes a fresh, empty `Arc<dyn Storage>`; a backend runs them all with
+//! [`conformance_reservations_suite!`](crate::conformance_reservations_suite).
+
+use super::assets::{Asset, AssetKind};
+use super::conformance::NOW;
+use super::reservations::{
+    Approval, AvailabilityQuery, Change, FeedSubject, Reservation, ReservationFilter,
+    ReservationSettings, Status, Write,
+};
+use super::Storage;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const H: i64 = 3_600_000;
+const BUF: i64 = 15 * 60_000;
+
+pub async fn vehicle(
+    storage: &Arc<dyn Storage>,
+    tenant: Uuid,
+    name: &str,
+    group: Option<&str>,
+    yard: Option<&str>,
+) -> Uuid {
+    let id = Uuid::new_v4();
+    let asset = Asset {
+        id,
+        kind: AssetKind::Vehicle,
+        name: name.into(),
+        make: None,
+        model: None,
+        vin: None,
+        plate: Some(format!("P-{name}")),
+        vehicle_group: group.map(str::to_owned),
+        home_yard: yard.map(str::to_owned),
+        department: None,
+        cost_center: None,
+        purchase_price_cents: None,
+        purchase_date: None,
+        device_id: None,
+        odometer_km: None,
+        engine_hours: None,
+        meter_at_ms: None,
+        created_at_ms: NOW,
+        updated_at_ms: NOW,
+        retired_at_ms: None,
+    };
+    storage.create_asset(tenant, &asset).await.unwrap();
+    id
+}
+
+pub fn booking(vehicle: Uuid, user: Uuid, start_ms: i64, end_ms: i64) -> Reservation {
+    Reservation {
+        id: Uuid::new_v4(),
+        vehicle_id: vehicle,
+        user_id: user,
+        start_ms,
+        end_ms,
+        buffer_ms: BUF,
+        status: Status::Pending,
+        purpose: Some("site visit".into()),
+        department: Some("ops".into()),
+        cost_center: Some("CC-1".into()),
+        reason: None,
+        created_by: None,
+        approved_by: None,
+        version: 1,
+        created_at_ms: NOW,
+        updated_at_ms: NOW,
+        reminded_at_ms: None,
+        overdue_at_ms: None,
+    }
+}
+
+fn done(w: Write) -> Reservation {
+    match w {
+        Write::Done(r) => r,
+        other => panic!("expected the write to be done, got {other:?}"),
+    }
+}
+
+pub async fn overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_blocking_window(
+    storage: Arc<dyn Storage>,
+) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let (v, w) = (
+        vehicle(&storage, t, "van", None, None).await,
+        vehicle(&storage, t, "car", None, None).await,
+    );
+    let u = Uuid::new_v4();
+    let first = done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .await
+            .unwrap(),
+    );
+    // Overlapping, and inside the turnaround buffer on either side.
+    for (s, e) in [
+        (NOW + 11 * H, NOW + 13 * H),
+        (NOW + 12 * H + BUF - 1, NOW + 14 * H),
+        (NOW + 8 * H, NOW + 10 * H - BUF + 1),
+    ] {
+        match storage
+            .create_reservation(t, &booking(v, u, s, e))
+            .await
+            .unwrap()
+        {
+            Write::Conflict(b) => {
+                assert_eq!(b.reservation_id, first.id);
+                assert_eq!((b.start_ms, b.end_ms), (first.start_ms, first.end_ms));
+            }
+            other => panic!("{s}..{e}: expected a conflict, got {other:?}"),
+        }
+    }
+    // Exactly a buffer apart on both sides, and another vehicle, are free.
+    done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 12 * H + BUF, NOW + 13 * H))
+            .await
+            .unwrap(),
+    );
+    done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 9 * H, NOW + 10 * H - BUF))
+            .await
+            .unwrap(),
+    );
+    done(
+        storage
+            .create_reservation(t, &booking(w, u, NOW + 10 * H, NOW + 12 * H))
+            .await
+            .unwrap(),
+    );
+    // A rejected booking holds nothing; a cancelled one frees its window.
+    let mut rejected = booking(v, u, NOW + 11 * H, NOW + 11 * H + 1);
+    rejected.status = Status::Rejected;
+    done(storage.create_reservation(t, &rejected).await.unwrap());
+    let mut cancel = Change::new(NOW);
+    cancel.to = Some(Status::Cancelled);
+    cancel.reason = Some("plans changed".into());
+    let c = done(
+        storage
+            .update_reservation(t, first.id, &cancel)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((c.status, c.version), (Status::Cancelled, 2));
+    done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .await
+            .unwrap(),
+    );
+    // Another tenant's bookings neither block nor show.
+    let other = storage.create_tenant("b").await.unwrap().tenant_id;
+    assert!(storage
+        .reservation(other, first.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        storage
+            .update_reservation(other, first.id, &cancel)
+            .await
+            .unwrap(),
+        Write::NotFound
+    );
+}
+
+pub async fn changes_apply_at_the_expected_version_and_status_and_recheck_the_window(
+    storage: Arc<dyn Storage>,
+) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let v = vehicle(&storage, t, "van", None, None).await;
+    let u = Uuid::new_v4();
+    let a = done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .await
+            .unwrap(),
+    );
+    let b = done(
+        storage
+            .create_reservation(t, &booking(v, u, NOW + 14 * H, NOW + 16 * H))
+            .await
+            .unwrap(),
+    );
+    let approver = Uuid::new_v4();
+    let mut approve = Change::new(NOW + 1);
+    approve.expected_version = Some(1);
+    approve.from = vec![Status::Pending];
+    approve.to = Some(Status::Approved);
+    approve.approved_by = Some(approver);
+    let ok = done(storage.update_reservation(t, a.id, &approve).await.unwrap());
+    assert_eq!(ok.status, Status::Approved);
+    assert_eq!(ok.approved_by, Some(approver));
+    assert_eq!(ok.version, 2);
+    assert_eq!(ok.updated_at_ms, NOW + 1);
+    // The same approval again: stale (version and status moved on).
+    match storage.update_reservation(t, a.id, &approve).await.unwrap() {
+        Write::Stale(r) => assert_eq!(r.version, 2),
+        other => panic!("expected stale, got {other:?}"),
+    }
+    // Moving a into b's window is refused and leaves a as it was.
+    let mut moved = Change::new(NOW + 2);
+    moved.window = Some((NOW + 13 * H, NOW + 15 * H, BUF));
+    match storage.update_reservation(t, a.id, &moved).await.unwrap() {
+        Write::Conflict(blk) => assert_eq!(blk.reservation_id, b.id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(storage.reservation(t, a.id).await.unwrap().unwrap(), ok);
+    // Moving within its own window is fine: it does not block itself.
+    moved.window = Some((NOW + 11 * H, NOW + 13 * H, BUF));
+    moved.purpose = Some(None);
+    let m = done(storage.update_reservation(t, a.id, &moved).await.unwrap());
+    assert_eq!(
+        (m.start_ms, m.end_ms, m.version),
+        (NOW + 11 * H, NOW + 13 * H, 3)
+    );
+    assert_eq!(m.purpose, None);
+    assert_eq!(storage.reservation(t, a.id).await.unwrap().unwrap(), m);
+    // Marks are recorded once the caller claims them.
+    let mut remind = Change::new(NOW + 3);
+    remind.expected_version = Some(3);
+    remind.mark_reminded = true;
+    let r = done(storage.update_reservation(t, a.id, &remind).await.unwrap());
+    assert_eq!(r.reminded_at_ms, Some(NOW + 3));
+    assert!(matches!(
+        storage.update_reservation(t, a.id, &remind).await.unwrap(),
+        Write::Stale(_)
+    ));
+    assert_eq!(
+        storage
+            .update_reservation(t, Uuid::new_v4(), &remind)
+            .await
+            .unwrap(),
+        Write::NotFound
+    );
+}
+
+pub async fn availability_lists_free_vehicles_matching_the_filters(storage: Arc<dyn Storage>) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let busy = vehicle(&storage, t, "a-busy", Some("vans"), Some("north")).await;
+    let free = vehicle(&storage, t, "b-free", Some("vans"), Some("north")).await;
+    let car = vehicle(&storage, t, "c-car", Some("cars"), None).await;
+    let retired = vehicle(&storage, t, "d-retired", Some("vans"), Some("north")).await;
+    storage.retire_asset(t, retired, NOW).await.unwrap();
+    let u = Uuid::new_v4();
+    done(
+        storage
+            .create_reservation(t, &booking(busy, u, NOW + 10 * H, NOW + 12 * H))
+            .await
+            .unwrap(),
+    );
+    // An earlier, long-finished booking does not matter.
+    done(
+        storage
+            .create_reservation(t, &booking(free, u, NOW + H, NOW + 2 * H))
+            .await
+            .unwrap(),
+    );
+    let q = |from: i64, to: i64| AvailabilityQuery {
+        from_ms: from,
+        to_ms: to,
+        buffer_ms: BUF,
+        vehicle_group: None,
+        home_yard: None,
+        kind: "vehicle".into(),
+        limit: 100,
+    };
+    let names =
+        |v: Vec<super::reservations::Reservable>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    let all = storage
+        .available_vehicles(t, &q(NOW + 11 * H, NOW + 13 * H))
+        .await
+        .unwrap();
+    assert_eq!(names(all), ["b-free", "c-car"]);
+    // Just outside the busy booking's buffer on both sides.
+    assert_eq!(
+        names(
+            storage
+                .available_vehicles(t, &q(NOW + 12 * H + BUF, NOW + 13 * H))
+                .await
+                .unwrap()
+        ),
+        ["a-busy", "b-free", "c-car"]
+    );
+    assert_eq!(
+        names(
+            storage
+                .available_vehicles(t, &q(NOW + 8 * H, NOW + 10 * H - BUF))
+                .await
+                .unwrap()
+        ),
+        ["a-busy", "b-free", "c-car"]
+    );
+    assert_eq!(
+        names(
+            storage
+                .available_vehicles(t, &q(NOW + 8 * H, NOW + 10 * H - BUF + 1))
+                .await
+                .unwrap()
+        ),
+        ["b-free", "c-car"]
+    );
+    let mut vans = q(NOW + 11 * H, NOW + 13 * H);
+    vans.vehicle_group = Some("vans".into());
+    assert_eq!(
+        names(storage.available_vehicles(t, &vans).await.unwrap()),
+        ["b-free"]
+    );
+    let mut default_yard = q(NOW, NOW + H);
+    default_yard.home_yard = Some("default".into());
+    let got = storage.available_vehicles(t, &default_yard).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, car);
+    let mut trailers = q(NOW, NOW + H);
+    trailers.kind = "trailer".into();
+    assert!(storage
+        .available_vehicles(t, &trailers)
+        .await
+        .unwrap()
+        .is_empty());
+    let other = storage.create_tenant("b").await.unwrap().tenant_id;
+    assert!(storage
+        .available_vehicles(other, &q(NOW, NOW + H))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        storage
+            .reservable(t, car)
+            .await
+            .unwrap()
+            .unwrap()
+            .vehicle_group
+            .as_deref(),
+        Some("cars")
+    );
+    assert!(storage.reservable(other, car).await.unwrap().is_none());
+}
+
+pub async fn lists_filter_and_page_in_start_order(storage: Arc<dyn Storage>) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let v = vehicle(&storage, t, "van", None, None).await;
+    let w = vehicle(&storage, t, "car", None, None).await;
+    let (u1, u2) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let (veh, user) = if i % 2 == 0 { (v, u1) } else { (w, u2) };
+        let mut b = booking(veh, user, NOW + i * H, NOW + i * H + H / 2);
+        if i == 5 {
+            b.department = Some("sales".into());
+        }
+        made.push(done(storage.create_reservation(t, &b).await.unwrap()));
+    }
+    let all = ReservationFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    let got = storage.list_reservations(t, &all).await.unwrap();
+    assert_eq!(got, made);
+    let by_user = ReservationFilter {
+        user_id: Some(u2),
+        ..all.clone()
+    };
+    assert_eq!(
+        storage.list_reservations(t, &by_user).await.unwrap().len(),
+        3
+    );
+    let by_vehicle_window = ReservationFilter {
+        vehicle_id: Some(v),
+        from_ms: Some(NOW + H),
+        to_ms: Some(NOW + 4 * H + 1),
+        ..all.clone()
+    };
+    let got = storage
+        .list_reservations(t, &by_vehicle_window)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [made[2].id, made[4].id]
+    );
+    let sales = ReservationFilter {
+        department: Some("sales".into()),
+        cost_center: Some("CC-1".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        storage.list_reservations(t, &sales).await.unwrap(),
+        [made[5].clone()]
+    );
+    let mut cancel = Change::new(NOW);
+    cancel.to = Some(Status::Cancelled);
+    done(
+        storage
+            .update_reservation(t, made[0].id, &cancel)
+            .await
+            .unwrap(),
+    );
+    let holding = ReservationFilter {
+        statuses: vec![Status::Cancelled, Status::Rejected],
+        ..all.clone()
+    };
+    let got = storage.list_reservations(t, &holding).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, made[0].id);
+    // Pages of two, resuming after the last row seen.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = storage
+            .list_reservations(
+                t,
+                &ReservationFilter {
+                    after,
+                    limit: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| (r.start_ms, r.id));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, made.iter().map(|r| r.id).collect::<Vec<_>>());
+}
+
+pub async fn settings_default_until_set_and_feed_tokens_rotate(storage: Arc<dyn Storage>) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let other = storage.create_tenant("b").await.unwrap().tenant_id;
+    assert_eq!(
+        storage.reservation_settings(t).await.unwrap(),
+        ReservationSettings::default()
+    );
+    let mut s = ReservationSettings {
+        turnaround_minutes: 30,
+        ..Default::default()
+    };
+    s.approval.insert("vans".into(), Approval::Auto);
+    storage.set_reservation_settings(t, &s, NOW).await.unwrap();
+    assert_eq!(storage.reservation_settings(t).await.unwrap(), s);
+    assert_eq!(
+        storage.reservation_settings(other).await.unwrap(),
+        ReservationSettings::default()
+    );
+    let v = Uuid::new_v4();
+    assert_eq!(
+        storage
+            .calendar_token(t, FeedSubject::Vehicle, v)
+            .await
+            .unwrap(),
+        None
+    );
+    storage
+        .set_calendar_token(t, FeedSubject::Vehicle, v, [1; 32], NOW)
+        .await
+        .unwrap();
+    storage
+        .set_calendar_token(t, FeedSubject::Vehicle, v, [2; 32], NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        storage
+            .calendar_token(t, FeedSubject::Vehicle, v)
+            .await
+            .unwrap(),
+        Some([2; 32])
+    );
+    assert_eq!(
+        storage
+            .calendar_token(t, FeedSubject::User, v)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        storage
+            .calendar_token(other, FeedSubject::Vehicle, v)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn yard_bookings_are_approved_ones_of_the_yard_with_each_badge(
+    storage: Arc<dyn Storage>,
+) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let north = vehicle(&storage, t, "north-van", None, Some("north")).await;
+    let home = vehicle(&storage, t, "home-van", None, None).await;
+    let user = storage
+        .create_user(
+            t,
+            super::access::NewUser {
+                email: "d@example.com".into(),
+                name: "Dana".into(),
+                role: crate::http::auth::Role::Driver,
+            },
+            None,
+            NOW,
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let (b1, b2) = (Uuid::new_v4(), Uuid::new_v4());
+    storage.link_badge(t, user, b1).await.unwrap();
+    storage.link_badge(t, user, b2).await.unwrap();
+    let mut approved = booking(north, user, NOW + H, NOW + 2 * H);
+    approved.status = Status::Approved;
+    done(storage.create_reservation(t, &approved).await.unwrap());
+    // Pending, later than the horizon, and another yard's: not carried.
+    done(
+        storage
+            .create_reservation(t, &booking(north, user, NOW + 3 * H, NOW + 4 * H))
+            .await
+            .unwrap(),
+    );
+    let mut late = booking(north, user, NOW + 30 * H, NOW + 31 * H);
+    late.status = Status::Approved;
+    done(storage.create_reservation(t, &late).await.unwrap());
+    let mut home_b = booking(home, user, NOW + H, NOW + 2 * H);
+    home_b.status = Status::Approved;
+    done(storage.create_reservation(t, &home_b).await.unwrap());
+
+    let got = storage
+        .yard_bookings(t, "north", NOW, NOW + 24 * H)
+        .await
+        .unwrap();
+    let mut badges: Vec<Uuid> = got.iter().map(|b| b.badge_id).collect();
+    badges.sort();
+    let mut want = vec![b1, b2];
+    want.sort();
+    assert_eq!(badges, want);
+    assert!(got
+        .iter()
+        .all(|b| b.reservation_id == approved.id && b.vehicle_id == north));
+    let got = storage
+        .yard_bookings(t, "default", NOW, NOW + 24 * H)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|b| b.vehicle_id == home));
+}
+
+#[macro_export]
+macro_rules! conformance_reservations_suite {
+    (optional $make:expr) => {
+        $crate::conformance_reservations_suite!(@optional $make;
+            overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_blocking_window,
+            changes_apply_at_the_expected_version_and_status_and_recheck_the_window,
+            availability_lists_free_vehicles_matching_the_filters,
+            lists_filter_and_page_in_start_order,
+            settings_default_until_set_and_feed_tokens_rotate,
+            yard_bookings_are_approved_ones_of_the_yard_with_each_badge,
+        );
+    };
+    (@optional $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((storage, _guard)) = $make.await else { return };
+                $crate::storage::conformance_reservations::$name(storage).await;
+            }
+        )*
+    };
+    ($make:expr) => {
+        $crate::conformance_reservations_suite!(@tests $make;
+            overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_blocking_window,
+            changes_apply_at_the_expected_version_and_status_and_recheck_the_window,
+            availability_lists_free_vehicles_matching_the_filters,
+            lists_filter_and_page_in_start_order,
+            settings_default_until_set_and_feed_tokens_rotate,
+            yard_bookings_are_approved_ones_of_the_yard_with_each_badge,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (storage, _guard) = $make.await;
+                $crate::storage::conformance_reservations::$name(storage).await;
+            }
+        )*
+    };
+}
