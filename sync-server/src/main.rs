@@ -396,6 +396,11 @@ async fn main() -> anyhow::Result<()> {
                 state.clone(),
                 std::time::Duration::from_secs(60),
             );
+            // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
+            let _reservations = fleet_sync::reservations::task::spawn(
+                state.clone(),
+                std::time::Duration::from_secs(60),
+            );
             let operator_key = match operator_key_file {
                 Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
                     format!("reading the operator key file {}", path.display())

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 mod operator;
+pub mod reservations;
 pub mod snapshot;
 pub mod stream;
 pub mod tenants;
@@ -139,6 +140,66 @@ pub fn router(state: AppState) -> Router {
             get(kiosk::get_policy).put(kiosk::put_policy),
         )
         .route("/api/v1/custody", get(kiosk::custody))
+        .route("/api/v1/assets", get(assets::list).post(assets::create))
+        .route("/api/v1/assets/export.csv", get(assets::export_csv))
+        .route("/api/v1/assets/import", post(assets::import_csv))
+        .route("/api/v1/assets/{id}", get(assets::get).put(assets::put))
+        .route("/api/v1/assets/{id}/retire", post(assets::retire))
+        .route(
+            "/api/v1/assets/{id}/meters",
+            axum::routing::put(assets::put_meters),
+        )
+        .route("/api/v1/assets/{id}/qr-code", get(assets::asset_qr))
+        .route("/api/v1/badges/{id}/qr-code", get(assets::badge_qr))
+        .route(
+            "/api/v1/users/{id}/badges",
+            get(assets::list_badges).post(assets::issue_badge),
+        )
+        .route("/api/v1/labels/sheet", post(assets::label_sheet))
+        .route("/api/v1/custody/check-out", post(assets::check_out))
+        .route("/api/v1/custody/check-in", post(assets::check_in))
+        .route("/api/v1/custody/board", get(assets::board))
+        .route("/api/v1/vehicles/{id}/overview", get(assets::overview))
+        .route(
+            "/api/v1/reservations",
+            get(reservations::list).post(reservations::create),
+        )
+        .route(
+            "/api/v1/reservations/availability",
+            post(reservations::availability),
+        )
+        .route(
+            "/api/v1/reservations/{id}",
+            get(reservations::get).patch(reservations::modify),
+        )
+        .route(
+            "/api/v1/reservations/{id}/approve",
+            post(reservations::approve),
+        )
+        .route(
+            "/api/v1/reservations/{id}/reject",
+            post(reservations::reject),
+        )
+        .route(
+            "/api/v1/reservations/{id}/cancel",
+            post(reservations::cancel),
+        )
+        .route(
+            "/api/v1/reservation-settings",
+            get(reservations::get_settings).put(reservations::put_settings),
+        )
+        .route(
+            "/api/v1/calendar/tokens",
+            post(reservations::create_feed_token),
+        )
+        .route(
+            "/api/v1/calendar/vehicles/{file}",
+            get(reservations::vehicle_feed),
+        )
+        .route(
+            "/api/v1/calendar/users/{file}",
+            get(reservations::user_feed),
+        )
         .route("/api/v1/assets", get(assets::list).post(assets::create))
         .route("/api/v1/assets/export.csv", get(assets::export_csv))
         .route("/api/v1/assets/import", post(assets::import_csv))

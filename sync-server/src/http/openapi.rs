@@ -23,6 +23,7 @@ pub fn fragments() -> Vec<Value> {
         super::audit::openapi(),
         super::stream::openapi(),
         super::kiosk::openapi(),
+        super::reservations::openapi(),
         super::inspections::openapi(),
         super::assets::openapi(),
         super::blobs::openapi(),

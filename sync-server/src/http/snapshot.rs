@@ -62,18 +62,35 @@ fn check_yard(yard: Option<&str>) -> Result<String, ApiError> {
     Ok(yard.to_owned())
 }
 
-/// Approved reservations a yard's kiosks honour offline.
-///
-/// Reservations are not stored by this server yet, so the list is empty and a
-/// kiosk applies its walk-up policy to everyone. The reservation store fills
-/// this in.
+/// Approved reservations a yard's kiosks honour offline: those of vehicles
+/// whose home yard is `yard` (no home yard: `default`) that have not ended and
+/// start within the tenant's `snapshot_days`, once per badge of the driver (a
+/// driver with no badge cannot be matched at a kiosk, so is left out).
 pub async fn reservations_for_snapshot(
-    _state: &AppState,
-    _tenant: Uuid,
-    _yard: &str,
-    _now_ms: i64,
+    state: &AppState,
+    tenant: Uuid,
+    yard: &str,
+    now_ms: i64,
 ) -> Result<Vec<SnapshotReservation>, StorageError> {
-    Ok(Vec::new())
+    let days = state
+        .storage
+        .reservation_settings(tenant)
+        .await?
+        .snapshot_days;
+    let horizon = now_ms + i64::from(days) * 86_400_000;
+    Ok(state
+        .storage
+        .yard_bookings(tenant, yard, now_ms, horizon)
+        .await?
+        .into_iter()
+        .map(|b| SnapshotReservation {
+            id: b.reservation_id,
+            vehicle: b.vehicle_id,
+            badge: b.badge_id,
+            start_ms: b.start_ms,
+            end_ms: b.end_ms,
+        })
+        .collect())
 }
 
 /// The snapshot body: policy, labels (assets, keys with slots, badges with

@@ -23,6 +23,9 @@ pub const KIND_FAULT: &str = "fault";
 pub const KIND_GEOFENCE: &str = "geofence";
 pub const KIND_DEVICE_OFFLINE: &str = "device_offline";
 pub const KIND_CUSTODY_CONFLICT: &str = "custody_conflict";
+/// Reservation notices (`event_kind` says which: created, approved, rejected,
+/// cancelled, reminder, overdue, no_show).
+pub const KIND_RESERVATION: &str = "reservation";
 /// A maintenance alert was raised (`http/maintenance.rs`).
 pub const KIND_MAINTENANCE_ALERT: &str = "maintenance_alert";
 pub const KINDS: &[&str] = &[
@@ -30,6 +33,7 @@ pub const KINDS: &[&str] = &[
     KIND_GEOFENCE,
     KIND_DEVICE_OFFLINE,
     KIND_CUSTODY_CONFLICT,
+    KIND_RESERVATION,
     KIND_MAINTENANCE_ALERT,
 ];
 

@@ -96,7 +96,14 @@ async fn migrate_locked(client: &mut Client) -> Result<(), StorageError> {
     for m in pending(MIGRATIONS, &applied)? {
         let tx = client.transaction().await.map_err(pg)?;
         tx.batch_execute(m.sql).await.map_err(|e| {
-            StorageError::Backend(format!("migration {:04}_{}: {}", m.version, m.name, pg(e)))
+            let e = pg(e).to_string();
+            // 0006 needs btree_gist for its exclusion constraint.
+            let hint = if e.contains("btree_gist") {
+                "; reservations need the btree_gist extension: install PostgreSQL's contrib package, or have a superuser run CREATE EXTENSION btree_gist in this database"
+            } else {
+                ""
+            };
+            StorageError::Backend(format!("migration {:04}_{}: {e}{hint}", m.version, m.name))
         })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
