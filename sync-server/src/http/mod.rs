@@ -140,26 +140,6 @@ pub fn router(state: AppState) -> Router {
             get(kiosk::get_policy).put(kiosk::put_policy),
         )
         .route("/api/v1/custody", get(kiosk::custody))
-        .route("/api/v1/assets", get(assets::list).post(assets::create))
-        .route("/api/v1/assets/export.csv", get(assets::export_csv))
-        .route("/api/v1/assets/import", post(assets::import_csv))
-        .route("/api/v1/assets/{id}", get(assets::get).put(assets::put))
-        .route("/api/v1/assets/{id}/retire", post(assets::retire))
-        .route(
-            "/api/v1/assets/{id}/meters",
-            axum::routing::put(assets::put_meters),
-        )
-        .route("/api/v1/assets/{id}/qr-code", get(assets::asset_qr))
-        .route("/api/v1/badges/{id}/qr-code", get(assets::badge_qr))
-        .route(
-            "/api/v1/users/{id}/badges",
-            get(assets::list_badges).post(assets::issue_badge),
-        )
-        .route("/api/v1/labels/sheet", post(assets::label_sheet))
-        .route("/api/v1/custody/check-out", post(assets::check_out))
-        .route("/api/v1/custody/check-in", post(assets::check_in))
-        .route("/api/v1/custody/board", get(assets::board))
-        .route("/api/v1/vehicles/{id}/overview", get(assets::overview))
         .route(
             "/api/v1/reservations",
             get(reservations::list).post(reservations::create),
