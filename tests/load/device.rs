@@ -181,9 +181,9 @@ pub async fn connect(server: SocketAddr, source: IpAddr) -> Result<SendRequest<F
     socket
         .bind(SocketAddr::new(source, 0))
         .with_context(|| format!("binding a source port on {source}"))?;
-    let stream = socket
-        .connect(server)
+    let stream = tokio::time::timeout(REQUEST_TIMEOUT, socket.connect(server))
         .await
+        .with_context(|| format!("connecting {source} -> {server}: timed out"))?
         .with_context(|| format!("connecting {source} -> {server}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) =
@@ -215,7 +215,27 @@ pub struct SimDevice {
     pub reconnects: u32,
 }
 
+/// Longest a request may take before the device gives up: a server that stops
+/// accepting must fail the run, not hang it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn request(
+    conn: &mut SendRequest<Full<Bytes>>,
+    server: SocketAddr,
+    path: &str,
+    content_type: &str,
+    authorization: Option<String>,
+    body: Bytes,
+) -> Result<Reply> {
+    tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        request_unbounded(conn, server, path, content_type, authorization, body),
+    )
+    .await
+    .with_context(|| format!("POST {path}: no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+async fn request_unbounded(
     conn: &mut SendRequest<Full<Bytes>>,
     server: SocketAddr,
     path: &str,

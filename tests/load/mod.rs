@@ -287,6 +287,13 @@ impl RssWatch {
 /// Runs `plan` against a new server; the figures. Fails if anything sent was
 /// not stored exactly once.
 pub async fn run(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
+    let db_url = match &plan.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres { url } => Some(url.as_str()),
+    };
+    // The server starts with the open-file limit this program was given, as a
+    // service would; only then does the generator raise its own.
+    let server = LoadServer::start(dir, db_url).await?;
     let nofile_limit = proc::raise_nofile_limit()?;
     let need = (plan.devices
         + plan
@@ -300,11 +307,6 @@ pub async fn run(plan: &Plan, dir: &std::path::Path) -> Result<Report> {
         nofile_limit >= need,
         "the open-file limit is {nofile_limit}, and this plan needs about {need}; raise the hard limit (ulimit -Hn)"
     );
-    let db_url = match &plan.backend {
-        Backend::Sqlite => None,
-        Backend::Postgres { url } => Some(url.as_str()),
-    };
-    let server = LoadServer::start(dir, db_url).await?;
     let result = run_on(plan, &server, nofile_limit).await;
     if result.is_err() {
         eprintln!("server log:\n{}", server.log_tail());

@@ -15,6 +15,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
+/// Longest a subscriber waits to connect and be upgraded.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What one subscriber saw.
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -55,14 +58,20 @@ pub async fn run(
 ) -> Result<Seen> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(server).await?;
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.connect(server))
+        .await
+        .context("connecting the stream: timed out")??;
     stream.set_nodelay(true)?;
     let mut req = format!("ws://{server}/api/v1/stream").into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {api_key}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
-        .await
-        .context("stream handshake")?;
+    let (mut ws, _) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::client_async(req, stream),
+    )
+    .await
+    .context("stream handshake: timed out")?
+    .context("stream handshake")?;
     let vehicles: Vec<String> = match &watch {
         Watch::All => vec![],
         Watch::Vehicles(v) => v.iter().map(Uuid::to_string).collect(),
