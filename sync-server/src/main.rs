@@ -345,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
             stream_heartbeat_secs,
             stream_client_queue,
         } => {
+            raise_open_file_limit();
             // Check the certificate before touching the database or the port, so a
             // bad file is the first and only thing reported.
             let tls = match (&tls_cert, &tls_key) {
@@ -390,6 +391,11 @@ async fn main() -> anyhow::Result<()> {
             let _alerts = fleet_sync::http::maintenance::spawn_alert_notifier(
                 state.clone(),
                 std::time::Duration::from_secs(30),
+            );
+            // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
+            let _reservations = fleet_sync::reservations::task::spawn(
+                state.clone(),
+                std::time::Duration::from_secs(60),
             );
             // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
             let _reservations = fleet_sync::reservations::task::spawn(
@@ -601,5 +607,23 @@ mod tests {
         assert!(parse_ttl("0h").is_err());
         assert!(parse_ttl("3 weeks").is_err());
         assert!(parse_ttl("h").is_err());
+    }
+}
+
+/// Every device and stream subscriber holds a connection, and services usually
+/// start with a soft limit of 1,024 open files (systemd's default), past which
+/// the listener stops accepting. Serve raises the soft limit to the hard one.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, raised) {
+        tracing::warn!(soft = ?limit.current, "could not raise the open-file limit: {e}");
     }
 }
