@@ -164,7 +164,29 @@ where
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         use axum::extract::rejection::JsonRejection as R;
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        .map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.body_text(),
+            ),
+            _ => ApiError::bad_request("bad_body", e.body_text()),
+        })?;
+        // Every body is an object: serde would otherwise fill a struct from a
+        // JSON array by position, so `[1, 2, 3]` could set three settings.
+        let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         match Json::<T>::from_request(req, state).await {
+            Ok(Json(_)) if !is_object => Err(ApiError::bad_request(
+                "bad_json",
+                "the request body must be a JSON object",
+            )),
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(R::MissingJsonContentType(e)) => Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
