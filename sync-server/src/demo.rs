@@ -72,6 +72,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let storage = crate::open_backend(args.database_url.as_deref(), &args.data)
         .await?
         .storage();
+    crate::sealing::install_demo(&args.data, &*storage).await?;
     let demo_path = args.data.join("demo.json");
     let (tenant_id, api_key) = match read_demo_file(&demo_path)? {
         Some(f) if storage.tenant_for_api_key(&f.api_key).await? == Some(f.tenant_id) => {
@@ -99,6 +100,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
     let state = crate::AppState::new(storage.clone());
+    // The background work `serve` does: webhook deliveries and device checks,
+    // maintenance alerts, and reservation reminders, no-shows and overdue returns.
+    let _webhooks = crate::webhooks::worker::spawn(state.clone(), Default::default());
+    let _alerts =
+        crate::http::maintenance::spawn_alert_notifier(state.clone(), Duration::from_secs(30));
+    let _reservations = crate::reservations::task::spawn(state.clone(), Duration::from_secs(60));
     let server = tokio::spawn(crate::serve(listener, state.clone(), async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));

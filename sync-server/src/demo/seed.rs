@@ -57,7 +57,13 @@ pub async fn seed(
             .await?;
     }
     let others = storage
-        .list_assets(tenant, &AssetFilter::default())
+        .list_assets(
+            tenant,
+            &AssetFilter {
+                limit: 1000,
+                ..AssetFilter::default()
+            },
+        )
         .await?
         .iter()
         .any(|a| a.kind != AssetKind::Vehicle);
@@ -130,6 +136,10 @@ pub async fn reservations(state: &AppState, api_key: &str, tenant: Uuid) -> anyh
         tracing::debug!("demo: this server has no reservations API; no bookings seeded");
         return Ok(());
     }
+    if !status.is_success() {
+        tracing::warn!(%status, "demo: listing reservations failed, no bookings seeded: {existing}");
+        return Ok(());
+    }
     if !existing["reservations"]
         .as_array()
         .is_some_and(Vec::is_empty)
@@ -142,6 +152,7 @@ pub async fn reservations(state: &AppState, api_key: &str, tenant: Uuid) -> anyh
             tenant,
             &AssetFilter {
                 kind: Some(AssetKind::Vehicle),
+                limit: 1000,
                 ..AssetFilter::default()
             },
         )
@@ -298,6 +309,111 @@ pub fn yards(city: City, network_seed: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::EnrollDevice;
+
+    #[tokio::test]
+    async fn the_demo_tenant_is_seeded_once_with_its_catalog_users_yards_and_bookings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::open_backend(None, dir.path())
+            .await
+            .expect("sqlite")
+            .storage();
+        let t = storage.create_tenant("demo").await.expect("tenant");
+        let mut devices = Vec::new();
+        for (i, name) in ["truck-01", "truck-02"].into_iter().enumerate() {
+            let token = storage
+                .create_enrollment_token(t.tenant_id, std::time::Duration::from_secs(60), 1)
+                .await
+                .expect("token");
+            let key = ed25519_dalek::SigningKey::from_bytes(&[i as u8 + 1; 32]);
+            let d = storage
+                .enroll_device(EnrollDevice {
+                    token: token.token,
+                    public_key: fleet_protocol::auth::encode_public_key(&key.verifying_key()),
+                    name: Some(name.into()),
+                    agent_version: None,
+                    now_ms: now_ms(),
+                })
+                .await
+                .expect("enrolled");
+            devices.push((name.to_owned(), d.device_id));
+        }
+        let state = AppState::new(storage.clone());
+        for _ in 0..2 {
+            seed(
+                &storage,
+                t.tenant_id,
+                &devices,
+                fleet_hal::sim::ROTTERDAM,
+                1,
+            )
+            .await
+            .expect("seeded");
+            reservations(&state, &t.api_key, t.tenant_id)
+                .await
+                .expect("booked");
+        }
+        let assets = storage
+            .list_assets(
+                t.tenant_id,
+                &AssetFilter {
+                    limit: 1000,
+                    ..AssetFilter::default()
+                },
+            )
+            .await
+            .expect("assets");
+        assert_eq!(assets.len(), 4, "two vehicles, a trailer and a forklift");
+        for (_, d) in &devices {
+            let a = storage
+                .asset_for_device(t.tenant_id, *d)
+                .await
+                .expect("read");
+            assert_eq!(a.map(|a| a.kind), Some(AssetKind::Vehicle));
+        }
+        assert_eq!(
+            storage.list_users(t.tenant_id).await.expect("users").len(),
+            PEOPLE.len()
+        );
+        assert_eq!(
+            storage
+                .user_badges(t.tenant_id)
+                .await
+                .expect("badges")
+                .len(),
+            PEOPLE.len()
+        );
+        assert_eq!(
+            storage
+                .list_groups(t.tenant_id)
+                .await
+                .expect("groups")
+                .len(),
+            1
+        );
+        let api = Api {
+            router: crate::router(state.clone()),
+            key: &t.api_key,
+        };
+        let (status, list) = api
+            .call(Method::GET, "/api/v1/reservations?limit=100", None)
+            .await
+            .expect("listed");
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let booked = list["reservations"].as_array().expect("reservations");
+        assert_eq!(
+            booked.len(),
+            6,
+            "three bookings for each of two vehicles, once: {list}"
+        );
+        assert!(booked.iter().any(|r| r["status"] == "approved"), "{list}");
+        assert!(
+            booked
+                .iter()
+                .all(|r| r["start_ms"].as_i64() > Some(now_ms())),
+            "{list}"
+        );
+    }
 
     #[test]
     fn every_yard_is_a_closed_ring_the_agent_accepts() {
