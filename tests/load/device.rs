@@ -216,8 +216,9 @@ pub struct SimDevice {
 }
 
 /// Longest a request may take before the device gives up: a server that stops
-/// accepting must fail the run, not hang it.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// accepting must fail the run, not hang it. Far above the agent's own 30 s, so
+/// that a burst's queueing is measured rather than cut off.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn request(
     conn: &mut SendRequest<Full<Bytes>>,

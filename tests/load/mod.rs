@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 /// Connections opened at once while setting up (enrolling, subscribing).
 const SETUP_CONCURRENCY: usize = 64;
+/// `fleet-agent`'s request timeout (`SyncOptions::request_timeout`).
+const AGENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most devices one enrollment token admits (the server's cap).
 const TOKEN_USES: usize = 10_000;
 
@@ -198,6 +200,8 @@ pub struct SyncReport {
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_max_ms: f64,
+    /// Acks slower than the agent's request timeout (30 s), which it would retry.
+    pub acks_over_agent_timeout: usize,
     pub server: ServerCost,
     /// Devices whose stored count differs from what they sent (must be 0).
     pub devices_short: usize,
@@ -212,12 +216,17 @@ pub struct FanoutReport {
     pub with_ingest: bool,
     pub probe_batches: u64,
     pub background_batches: u64,
+    /// Ack latency of the background batches (paced over the window).
+    pub background_ack_p50_ms: f64,
+    pub background_ack_p99_ms: f64,
     pub expected: u64,
     pub delivered: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
     pub closed: usize,
+    /// Why the server ended streams: `(close code and reason, subscribers)`.
+    pub close_reasons: Vec<(String, usize)>,
     pub connect_seconds: f64,
     pub server: ServerCost,
 }
@@ -453,6 +462,7 @@ async fn sync_phase(
         ack_p50_ms: lat.percentile_ms(50.0),
         ack_p99_ms: lat.percentile_ms(99.0),
         ack_max_ms: lat.max_ms(),
+        acks_over_agent_timeout: lat.over(AGENT_REQUEST_TIMEOUT),
         server: server_cost,
         devices_short,
         events_missing,
@@ -608,7 +618,7 @@ async fn fanout_phase(
             background.push(tokio::spawn(async move {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
                 let r = match d.next_frame(Shape::OneMinute, now_ms()) {
-                    Ok((frame, last)) => d.send(frame, last).await.map(|_| 1u64),
+                    Ok((frame, last)) => d.send(frame, last).await.map(Some),
                     Err(e) => Err(e),
                 };
                 (d, r)
@@ -618,7 +628,7 @@ async fn fanout_phase(
         background.extend(
             others
                 .into_iter()
-                .map(|d| tokio::spawn(async move { (d, Ok(0u64)) })),
+                .map(|d| tokio::spawn(async move { (d, Ok(None)) })),
         );
     }
     let mut probe_batches = 0;
@@ -632,10 +642,15 @@ async fn fanout_phase(
         devices.push(d);
     }
     let mut background_batches = 0;
+    let mut background_acks = Latencies::default();
     for t in background {
         let (d, r) = t.await?;
         match r {
-            Ok(n) => background_batches += n,
+            Ok(Some(took)) => {
+                background_batches += 1;
+                background_acks.push(took);
+            }
+            Ok(None) => {}
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -653,16 +668,20 @@ async fn fanout_phase(
     let mut lat = Latencies::default();
     let mut delivered = 0;
     let mut closed = 0;
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for s in subs {
         match s.await? {
             Ok(seen) => {
                 delivered += seen.probe_events;
-                closed += usize::from(seen.closed.is_some());
+                if let Some(why) = seen.closed {
+                    closed += 1;
+                    *reasons.entry(why).or_default() += 1;
+                }
                 lat.extend(seen.latencies);
             }
             Err(e) => {
-                eprintln!("fleet-load: a subscriber failed: {e:#}");
                 closed += 1;
+                *reasons.entry(format!("{e:#}")).or_default() += 1;
             }
         }
     }
@@ -676,12 +695,15 @@ async fn fanout_phase(
         with_ingest: fan.with_ingest,
         probe_batches,
         background_batches,
+        background_ack_p50_ms: background_acks.percentile_ms(50.0),
+        background_ack_p99_ms: background_acks.percentile_ms(99.0),
         expected,
         delivered,
         p50_ms: lat.percentile_ms(50.0),
         p99_ms: lat.percentile_ms(99.0),
         max_ms: lat.max_ms(),
         closed,
+        close_reasons: reasons.into_iter().collect(),
         connect_seconds,
         server: server_cost,
     })
@@ -813,16 +835,17 @@ impl Report {
             "sync": {
                 "devices": s.devices, "batches": s.batches, "events": s.events, "seconds": round2(s.seconds),
                 "events_per_s": s.events_per_s.round(), "batches_per_s": round1(s.batches_per_s),
-                "ack_p50_ms": round1(s.ack_p50_ms), "ack_p99_ms": round1(s.ack_p99_ms), "ack_max_ms": round1(s.ack_max_ms),
+                "ack_p50_ms": round1(s.ack_p50_ms), "ack_p99_ms": round1(s.ack_p99_ms), "ack_max_ms": round1(s.ack_max_ms), "acks_over_agent_timeout": s.acks_over_agent_timeout,
                 "server": cost(&s.server), "devices_short": s.devices_short, "events_missing": s.events_missing,
                 "reconnects": s.reconnects,
             },
             "fanout": self.fanouts.iter().map(|f| json!({
                 "subscribers": f.subscribers, "watch": if f.watch_all { "all" } else { "probes" },
                 "with_ingest": f.with_ingest, "probe_batches": f.probe_batches,
-                "background_batches": f.background_batches, "expected": f.expected, "delivered": f.delivered,
+                "background_batches": f.background_batches,
+                "background_ack_p50_ms": round1(f.background_ack_p50_ms), "background_ack_p99_ms": round1(f.background_ack_p99_ms), "expected": f.expected, "delivered": f.delivered,
                 "p50_ms": round1(f.p50_ms), "p99_ms": round1(f.p99_ms), "max_ms": round1(f.max_ms),
-                "closed": f.closed, "connect_seconds": round1(f.connect_seconds), "server": cost(&f.server),
+                "closed": f.closed, "close_reasons": f.close_reasons.iter().map(|(w, n)| json!({"reason": w, "subscribers": n})).collect::<Vec<_>>(), "connect_seconds": round1(f.connect_seconds), "server": cost(&f.server),
             })).collect::<Vec<_>>(),
             "soak": self.soak.as_ref().map(|k| json!({
                 "minutes": round1(k.minutes), "batches": k.batches, "api_reads": k.api_reads,

@@ -35,6 +35,12 @@ impl Latencies {
         percentile(&self.micros, p) as f64 / 1000.0
     }
 
+    /// How many took longer than `limit`.
+    pub fn over(&self, limit: Duration) -> usize {
+        let limit = limit.as_micros() as u64;
+        self.micros.iter().filter(|&&m| m > limit).count()
+    }
+
     pub fn max_ms(&self) -> f64 {
         self.micros.iter().copied().max().unwrap_or(0) as f64 / 1000.0
     }
