@@ -428,6 +428,22 @@ async fn synthetic_fleet_reports_match_the_hand_computed_numbers(storage: Arc<dy
     close(&h["hours"][w0][10], 0.5);
     close(&h["hours"][w1][9], 0.3333);
 
+    // The summary: JSON with the costs for this admin key, and the same as a PDF.
+    let sum = s.get(&format!("/api/v1/analytics/summary?{window}")).await;
+    assert_eq!(sum["costs_included"], true);
+    assert_eq!(vehicle(&sum, a.id)["total_cents"], 22625);
+    close(&vehicle(&sum, a.id)["distance_km"], 75.0);
+    let (status, pdf) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/analytics/summary?{window}&format=pdf"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(pdf.starts_with("%PDF-"));
+    assert!(pdf.contains("(van-a "), "the PDF names the vehicle");
+
     // The parked fuel drop raised an alert.
     let alerts = s.get("/api/v1/maintenance/alerts").await;
     let kinds: Vec<(&str, Value)> = alerts["alerts"]

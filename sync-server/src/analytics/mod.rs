@@ -5,6 +5,7 @@
 
 pub mod csv;
 pub mod maintenance;
+pub mod pdf;
 pub mod report;
 pub mod rollup;
 

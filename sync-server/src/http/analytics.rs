@@ -48,6 +48,8 @@ pub struct ReportQuery {
 enum Format {
     Json,
     Csv,
+    /// The summary report only.
+    Pdf,
 }
 
 fn format_of(q: &ReportQuery) -> Result<Format, ApiError> {
@@ -594,6 +596,165 @@ pub async fn heatmap(
     .into_response())
 }
 
+const SUMMARY_COLUMNS: [&str; 11] = [
+    "id",
+    "name",
+    "group",
+    "days_with_data",
+    "days_used",
+    "engine_on_hours",
+    "hours_utilization",
+    "distance_km",
+    "fuel_used_l",
+    "total_cents",
+    "cost_per_km_cents",
+];
+
+/// One page per fleet: utilization, distance and fuel per vehicle, and, for
+/// callers who may see costs, TCO and cost per km.
+pub async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<ApiQuery<ReportQuery>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(Capability::ReadFleet)?;
+    let ApiQuery(mut q) = q?;
+    let pdf = q.format.as_deref() == Some("pdf");
+    if pdf {
+        q.format = None;
+    }
+    let format = if pdf { Format::Pdf } else { format_of(&q)? };
+    let s = state.storage.analytics_settings(caller.tenant).await?;
+    let w = window(&q, &s)?;
+    let util = utilization_report(&state, &caller, w, q.vehicle, &s).await?;
+    let trips = vehicles_in(&state, &caller, w, q.vehicle, &s).await?;
+    let with_costs =
+        caller.can(Capability::ViewCosts) && caller.require_feature("cost_tracking").is_ok();
+    let costs = if with_costs {
+        Some(cost_report(&state, &caller, w, q.vehicle, &s).await?)
+    } else {
+        None
+    };
+    let rows: Vec<Value> = util["vehicles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            let id = u["id"].clone();
+            let t = trips.iter().find(|v| json!(v.device_id) == id);
+            let mut row = json!({
+                "id": id,
+                "name": u["name"],
+                "group": u["group"],
+                "days_with_data": u["days_with_data"],
+                "days_used": u["days_used"],
+                "engine_on_hours": u["engine_on_hours"],
+                "hours_utilization": u["hours_utilization"],
+                "distance_km": t.map(|v| report::round2(v.distance_m / 1000.0)),
+                "fuel_used_l": t.map(|v| report::round2(v.fuel_used_l)),
+            });
+            if let Some(c) = &costs {
+                if let Some(c) = c["vehicles"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|c| c["id"] == id))
+                {
+                    row["total_cents"] = c["total_cents"].clone();
+                    row["cost_per_km_cents"] = c["cost_per_km_cents"].clone();
+                }
+            }
+            row
+        })
+        .collect();
+    match format {
+        Format::Csv => {
+            let cols: Vec<&str> = SUMMARY_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| with_costs || !c.contains("cents"))
+                .collect();
+            Ok(csv_response("summary", csv::render(&cols, &rows)))
+        }
+        Format::Pdf => {
+            let fleet = &util["fleet"];
+            let num = |v: &Value| v.as_f64().map_or("-".to_owned(), |x| format!("{x}"));
+            let mut lines = vec![
+                format!("Window {} to {} ({} days)", day_string(w.from), day_string(w.to), w.days()),
+                format!(
+                    "Fleet: {} engine-on hours, hours utilization {}, days used {} of {} with data ({} without)",
+                    num(&fleet["engine_on_hours"]),
+                    num(&fleet["hours_utilization"]),
+                    fleet["days_used"],
+                    fleet["days_with_data"],
+                    fleet["days_no_data"]
+                ),
+                format!("{UTILIZATION_HOURS_FORMULA}"),
+                String::new(),
+            ];
+            let mut head = format!(
+                "{:<28} {:>5} {:>5} {:>8} {:>6} {:>9} {:>8}",
+                "vehicle", "data", "used", "hours", "util", "km", "fuel l"
+            );
+            if with_costs {
+                head.push_str(&format!(" {:>10} {:>8}", "tco", "per km"));
+                lines.insert(3, COST_PER_KM_FORMULA.to_owned());
+            }
+            lines.push(head);
+            for r in &rows {
+                let name: String = r["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(28)
+                    .collect();
+                let mut line = format!(
+                    "{:<28} {:>5} {:>5} {:>8} {:>6} {:>9} {:>8}",
+                    name,
+                    r["days_with_data"],
+                    r["days_used"],
+                    num(&r["engine_on_hours"]),
+                    num(&r["hours_utilization"]),
+                    num(&r["distance_km"]),
+                    num(&r["fuel_used_l"])
+                );
+                if with_costs {
+                    let money = |v: &Value| {
+                        v.as_f64()
+                            .map_or("-".to_owned(), |c| format!("{:.2}", c / 100.0))
+                    };
+                    line.push_str(&format!(
+                        " {:>10} {:>8}",
+                        money(&r["total_cents"]),
+                        money(&r["cost_per_km_cents"])
+                    ));
+                }
+                lines.push(line);
+            }
+            let body = crate::analytics::pdf::render("Fleet summary", &lines);
+            Ok((
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"summary.pdf\"".to_owned(),
+                    ),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        Format::Json => Ok(Json(json!({
+            "window": w.json(),
+            "fleet": util["fleet"],
+            "formula": util["formula"],
+            "costs_included": with_costs,
+            "vehicles": rows,
+        }))
+        .into_response()),
+    }
+}
+
 pub async fn get_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -682,6 +843,27 @@ pub fn openapi() -> Value {
             "/api/v1/analytics/heatmap": report("analyticsHeatmap",
                 "Engine-on hours by weekday and local hour",
                 "Heatmap", json!("read_fleet"), vec![]),
+            "/api/v1/analytics/summary": {"get": {
+                "operationId": "analyticsSummary",
+                "summary": "The summary report: utilization, distance and fuel per vehicle, with TCO and cost per km for callers who may see costs; JSON, CSV or PDF",
+                "x-capability": "read_fleet",
+                "tags": ["analytics"],
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "vehicle", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv", "pdf"]}}
+                ],
+                "responses": {
+                    "200": {"description": "the report", "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/pdf": {"schema": {"type": "string", "format": "binary"}}
+                    }},
+                    "400": error_response("bad_query, bad_date, bad_window, bad_format"),
+                    "404": error_response("vehicle_not_found")
+                }
+            }},
             "/api/v1/analytics/settings": {
                 "get": {
                     "operationId": "getAnalyticsSettings",

@@ -230,6 +230,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/analytics/trips", get(analytics::trips))
         .route("/api/v1/analytics/costs", get(analytics::costs))
         .route("/api/v1/analytics/heatmap", get(analytics::heatmap))
+        .route("/api/v1/analytics/summary", get(analytics::summary))
         .route(
             "/api/v1/analytics/settings",
             get(analytics::get_settings).put(analytics::put_settings),
