@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 
 const AGENTS: usize = 3;
 
-/// `seq -> (kind, mono_ms, hlc)` and the acked seq of an agent's store, after an
-/// integrity check.
-fn read_store(db: &Path) -> Result<(BTreeMap<u64, (String, u64, u64)>, u64)> {
+/// An event's identity: kind, monotonic time and HLC.
+type Recorded = (String, u64, u64);
+
+/// `seq -> event` and the acked seq of an agent's store, after an integrity check.
+fn read_store(db: &Path) -> Result<(BTreeMap<u64, Recorded>, u64)> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
