@@ -13,6 +13,7 @@ pub mod labels;
 pub mod live;
 pub mod reservations;
 pub mod rollout;
+pub mod sealing;
 pub mod storage;
 pub mod timebase;
 pub mod tls;

@@ -64,6 +64,13 @@ enum Command {
         operator_key_file: Option<PathBuf>,
         #[arg(long, env = "FLEET_OPERATOR_KEY", hide = true, hide_env_values = true)]
         operator_key: Option<String>,
+        /// A file holding the key that seals tenant signing keys at rest (32 bytes,
+        /// 64 hex digits or base64); FLEET_KEY_ENCRYPTION_KEY gives the key itself.
+        /// Without one the server makes no new signing keys.
+        #[arg(long, value_name = "FILE")]
+        key_encryption_key_file: Option<PathBuf>,
+        #[arg(long, env = "FLEET_KEY_ENCRYPTION_KEY", hide = true, hide_env_values = true)]
+        key_encryption_key: Option<String>,
         /// Let webhooks target loopback and private addresses (closed networks, tests).
         #[arg(long, env = "FLEET_ALLOW_PRIVATE_WEBHOOKS")]
         allow_private_webhooks: bool,
@@ -340,6 +347,8 @@ async fn main() -> anyhow::Result<()> {
             metrics_token,
             operator_key_file,
             operator_key,
+            key_encryption_key_file,
+            key_encryption_key,
             allow_private_webhooks,
             blob_dir,
             stream_heartbeat_secs,
@@ -362,6 +371,13 @@ async fn main() -> anyhow::Result<()> {
                 (None, None) => {}
             }
             let storage = backend.storage();
+            fleet_sync::sealing::install(
+                key_encryption_key_file.as_deref(),
+                key_encryption_key.as_deref(),
+                &*storage,
+                true,
+            )
+            .await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
@@ -434,6 +450,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let backend = fleet_sync::open_backend(database_url.as_deref(), &data).await?;
             let storage = backend.storage();
+            let kek = std::env::var("FLEET_KEY_ENCRYPTION_KEY").ok();
+            fleet_sync::sealing::install(None, kek.as_deref(), &*storage, false).await?;
             match command {
                 Admin::TlsCert { hostnames } => print_json(&write_self_signed(&data, &hostnames)?)?,
                 Admin::Tenant {

@@ -79,6 +79,8 @@ impl ServerProcess {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data")
             .arg(&self.data)
+            // Tenant signing keys are sealed with it; the same key on every restart.
+            .env("FLEET_KEY_ENCRYPTION_KEY", "6b".repeat(32))
             .env("RUST_LOG", "info");
         let log = self.logs.join(format!("server-{}.log", self.starts));
         let mut proc = Guarded::spawn("fleet-sync serve", cmd, &log)?;

@@ -6,6 +6,7 @@
 use super::auth::{Caller, Capability};
 use super::error::ApiError;
 use super::{path_uuid, read_body};
+use crate::sealing::{Opened, SealError, Sealing};
 use crate::storage::kiosk::{ConflictRecord, ConflictResolution, LabelRecord, StoredSigningKey};
 use crate::storage::{now_ms, rfc3339_ms, Storage, StorageError};
 use crate::AppState;
@@ -31,30 +32,53 @@ const MAX_SLOT: u32 = 10_000;
 /// Ids to try when a new id's short code is already taken in the tenant.
 const SHORT_CODE_TRIES: usize = 4;
 
-/// The tenant's label and snapshot signing key, made on first use.
-///
-/// The private half is stored in the database as it is: anyone who can read the
-/// database can sign labels for the tenant.
+/// The tenant's label and snapshot signing key, made on first use, kept as
+/// this process seals keys ([`crate::sealing::process_sealing`]).
 pub async fn tenant_signing_key(
     storage: &dyn Storage,
     tenant: Uuid,
 ) -> Result<SigningKey, StorageError> {
-    let candidate = SigningKey::generate(&mut rand::rngs::OsRng);
-    let stored = storage
-        .tenant_signing_key(
-            tenant,
-            StoredSigningKey {
-                secret: candidate.to_bytes().to_vec(),
-                public_key: encode_public_key(&candidate.verifying_key()),
-                created_at_ms: now_ms(),
-            },
-        )
-        .await?;
-    let seed: [u8; 32] = stored
-        .secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| StorageError::Corrupt(format!("signing key of tenant {tenant}")))?;
+    tenant_signing_key_with(storage, crate::sealing::process_sealing(), tenant).await
+}
+
+/// [`tenant_signing_key`] with the sealing given. A plain seed found while a
+/// key-encryption key is set is sealed in place; without a key in production
+/// no new key is made. Sealing errors say which key is needed.
+pub async fn tenant_signing_key_with(
+    storage: &dyn Storage,
+    sealing: &Sealing,
+    tenant: Uuid,
+) -> Result<SigningKey, StorageError> {
+    let sealed = |e: SealError| StorageError::Corrupt(e.to_string());
+    let stored = match storage.stored_signing_key(tenant).await? {
+        Some(k) => k,
+        None => {
+            let candidate = SigningKey::generate(&mut rand::rngs::OsRng);
+            let secret = match sealing.seal_new(tenant, &candidate.to_bytes()) {
+                Ok(s) => s,
+                Err(e) => return Err(StorageError::Invalid(e.to_string())),
+            };
+            storage
+                .tenant_signing_key(
+                    tenant,
+                    StoredSigningKey {
+                        secret,
+                        public_key: encode_public_key(&candidate.verifying_key()),
+                        created_at_ms: now_ms(),
+                    },
+                )
+                .await?
+        }
+    };
+    let Opened::Seed { seed, reseal } = sealing.open(tenant, &stored.secret).map_err(sealed)?;
+    if let Some(new) = reseal {
+        if storage
+            .replace_signing_secret(tenant, &stored.secret, &new)
+            .await?
+        {
+            tracing::info!(%tenant, "tenant signing key sealed at rest");
+        }
+    }
     Ok(SigningKey::from_bytes(&seed))
 }
 

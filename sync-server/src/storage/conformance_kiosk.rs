@@ -62,6 +62,34 @@ pub async fn a_tenant_keeps_the_first_signing_key_stored(storage: Arc<dyn Storag
     );
 }
 
+pub async fn a_signing_secret_is_replaced_only_while_it_is_unchanged(storage: Arc<dyn Storage>) {
+    let a = storage.create_tenant("a").await.unwrap().tenant_id;
+    let b = storage.create_tenant("b").await.unwrap().tenant_id;
+    assert_eq!(storage.stored_signing_key(a).await.unwrap(), None);
+    storage.tenant_signing_key(a, candidate(1)).await.unwrap();
+    storage.tenant_signing_key(b, candidate(1)).await.unwrap();
+    let sealed = vec![9u8; 84];
+    assert!(storage
+        .replace_signing_secret(a, &candidate(1).secret, &sealed)
+        .await
+        .unwrap());
+    assert!(
+        !storage
+            .replace_signing_secret(a, &candidate(1).secret, &[8u8; 84])
+            .await
+            .unwrap(),
+        "a second sealer that read the old secret loses"
+    );
+    let stored = storage.stored_signing_key(a).await.unwrap().unwrap();
+    assert_eq!(stored.secret, sealed);
+    assert_eq!(stored.public_key, candidate(1).public_key);
+    assert_eq!(
+        storage.stored_signing_key(b).await.unwrap(),
+        Some(candidate(1)),
+        "another tenant's key is untouched"
+    );
+}
+
 pub async fn labels_keep_their_fields_and_are_revoked_once(storage: Arc<dyn Storage>) {
     let t = storage.create_tenant("a").await.unwrap().tenant_id;
     let other = storage.create_tenant("b").await.unwrap().tenant_id;
@@ -262,6 +290,7 @@ macro_rules! conformance_kiosk_suite {
     (optional $make:expr) => {
         $crate::conformance_kiosk_suite!(@optional $make;
             a_tenant_keeps_the_first_signing_key_stored,
+            a_signing_secret_is_replaced_only_while_it_is_unchanged,
             labels_keep_their_fields_and_are_revoked_once,
             the_kiosk_policy_defaults_until_set,
             custody_conflicts_are_recorded_once_and_resolved_once,
@@ -280,6 +309,7 @@ macro_rules! conformance_kiosk_suite {
     ($make:expr) => {
         $crate::conformance_kiosk_suite!(@tests $make;
             a_tenant_keeps_the_first_signing_key_stored,
+            a_signing_secret_is_replaced_only_while_it_is_unchanged,
             labels_keep_their_fields_and_are_revoked_once,
             the_kiosk_policy_defaults_until_set,
             custody_conflicts_are_recorded_once_and_resolved_once,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// A tenant's Ed25519 signing key as stored. The secret is stored as given: the
-/// caller decides whether it is sealed.
+/// caller seals it (`crate::sealing`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredSigningKey {
     pub secret: Vec<u8>,
@@ -118,6 +118,21 @@ pub trait KioskStore: Send + Sync {
         tenant: Uuid,
         candidate: StoredSigningKey,
     ) -> Result<StoredSigningKey, StorageError>;
+
+    /// The tenant's stored signing key, if it has one; makes none.
+    async fn stored_signing_key(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<StoredSigningKey>, StorageError>;
+
+    /// Replaces the stored secret when it is still `old` (sealing a plain seed,
+    /// or re-sealing after a key rotation); `false` when it was not.
+    async fn replace_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StorageError>;
 
     /// Stores a new label; `Conflict` when the tenant already has a label with
     /// this id or short code.

@@ -129,6 +129,45 @@ impl KioskStore for PgStorage {
         Ok(key)
     }
 
+    async fn stored_signing_key(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<StoredSigningKey>, StorageError> {
+        let tx = self.tenant_tx(tenant).await?;
+        let key = tx
+            .query_opt(
+                "SELECT secret, public_key, created_at_ms FROM tenant_signing_keys WHERE tenant_id = $1",
+                &[&tenant],
+            )
+            .await
+            .map_err(pg)?
+            .map(|r| StoredSigningKey {
+                secret: r.get(0),
+                public_key: r.get(1),
+                created_at_ms: r.get(2),
+            });
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn replace_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StorageError> {
+        let tx = self.tenant_tx(tenant).await?;
+        let n = tx
+            .execute(
+                "UPDATE tenant_signing_keys SET secret = $3 WHERE tenant_id = $1 AND secret = $2",
+                &[&tenant, &old, &new],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     async fn insert_label(&self, tenant: Uuid, l: &LabelRecord) -> Result<(), StorageError> {
         let tx = self.tenant_tx(tenant).await?;
         let slot = l.slot.map(i64::from);

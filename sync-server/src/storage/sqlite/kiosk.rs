@@ -136,6 +136,48 @@ impl KioskStore for SqliteStorage {
             .await
     }
 
+    async fn stored_signing_key(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<StoredSigningKey>, StorageError> {
+        self.pool
+            .read(move |c| {
+                c.query_row(
+                    "SELECT secret, public_key, created_at_ms FROM tenant_signing_keys WHERE tenant_id = ?1",
+                    params![blob(&tenant)],
+                    |r| {
+                        Ok(StoredSigningKey {
+                            secret: r.get(0)?,
+                            public_key: r.get(1)?,
+                            created_at_ms: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(backend)
+            })
+            .await
+    }
+
+    async fn replace_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StorageError> {
+        let (old, new) = (old.to_vec(), new.to_vec());
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "UPDATE tenant_signing_keys SET secret = ?3 WHERE tenant_id = ?1 AND secret = ?2",
+                    params![blob(&tenant), old, new],
+                )
+                .map(|n| n == 1)
+                .map_err(backend)
+            })
+            .await
+    }
+
     async fn insert_label(&self, tenant: Uuid, label: &LabelRecord) -> Result<(), StorageError> {
         let l = label.clone();
         self.pool
