@@ -164,7 +164,7 @@ const journeys = {
 
 let result = {};
 try {
-  const page = await browser.newPage({ viewport: c.viewport || { width: 1280, height: 800 }, acceptDownloads: true });
+  const page = await browser.newPage({ viewport: c.viewport || { width: 1280, height: 800 }, acceptDownloads: true, timezoneId: "UTC" });
   page.on("pageerror", (e) => pageErrors.push(e.message));
   await page.goto(`${c.url}/#key=${encodeURIComponent(c.key)}`);
   await page.waitForFunction(() => document.body.dataset.page, null, { timeout: 15000 });

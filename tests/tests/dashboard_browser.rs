@@ -188,6 +188,59 @@ fn a_utilization_report_opens_with_a_bar_per_vehicle_and_exports_its_csv() -> Re
     Ok(())
 }
 
+#[test]
+fn a_booked_vehicle_is_approved_and_shows_in_the_calendar_and_its_ics_feed() -> Result<()> {
+    if !peer_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let mut demo = Demo::start(tmp.path())?;
+    // Tomorrow evening (UTC, as the page is told): after the seeded bookings' day shifts.
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        / 86_400
+        + 1;
+    let date = civil_date(day as i64);
+    let verdict = journey(
+        tmp.path(),
+        "booking",
+        json!({
+            "url": demo.url,
+            "key": demo.key,
+            "vehicle_name": "truck-03",
+            "driver": "Dana Driver",
+            "start_local": format!("{date}T18:00"),
+            "end_local": format!("{date}T20:30"),
+        }),
+    )
+    .with_context(|| demo.run.log_tail(30))?;
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    // The server holds what the page showed: approved, for that vehicle and driver.
+    let id = verdict["reservation"]
+        .as_str()
+        .context("a reservation id")?;
+    let r = demo.get(&format!("/api/v1/reservations/{id}"))?;
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(r["start"], format!("{date}T18:00:00Z"), "{r}");
+    demo.run.kill()?;
+    Ok(())
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custody_conflict_from_two_kiosks_is_resolved_on_the_custody_board() -> Result<()> {
     if !peer_ready() {
