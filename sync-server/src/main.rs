@@ -612,22 +612,6 @@ fn write_self_signed(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_ttl;
-    use std::time::Duration;
-
-    #[test]
-    fn ttl_accepts_units_and_refuses_nonsense() {
-        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
-        assert!(parse_ttl("0h").is_err());
-        assert!(parse_ttl("3 weeks").is_err());
-        assert!(parse_ttl("h").is_err());
-    }
-}
-
 /// Every device and stream subscriber holds a connection, and services usually
 /// start with a soft limit of 1,024 open files (systemd's default), past which
 /// the listener stops accepting. Serve raises the soft limit to the hard one.
@@ -643,5 +627,21 @@ fn raise_open_file_limit() {
     };
     if let Err(e) = setrlimit(Resource::Nofile, raised) {
         tracing::warn!(soft = ?limit.current, "could not raise the open-file limit: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+    use std::time::Duration;
+
+    #[test]
+    fn ttl_accepts_units_and_refuses_nonsense() {
+        assert_eq!(parse_ttl("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_ttl("0h").is_err());
+        assert!(parse_ttl("3 weeks").is_err());
+        assert!(parse_ttl("h").is_err());
     }
 }
