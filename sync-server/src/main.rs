@@ -69,7 +69,12 @@ enum Command {
         /// Without one the server makes no new signing keys.
         #[arg(long, value_name = "FILE")]
         key_encryption_key_file: Option<PathBuf>,
-        #[arg(long, env = "FLEET_KEY_ENCRYPTION_KEY", hide = true, hide_env_values = true)]
+        #[arg(
+            long,
+            env = "FLEET_KEY_ENCRYPTION_KEY",
+            hide = true,
+            hide_env_values = true
+        )]
         key_encryption_key: Option<String>,
         /// Let webhooks target loopback and private addresses (closed networks, tests).
         #[arg(long, env = "FLEET_ALLOW_PRIVATE_WEBHOOKS")]
@@ -407,11 +412,6 @@ async fn main() -> anyhow::Result<()> {
             let _alerts = fleet_sync::http::maintenance::spawn_alert_notifier(
                 state.clone(),
                 std::time::Duration::from_secs(30),
-            );
-            // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
-            let _reservations = fleet_sync::reservations::task::spawn(
-                state.clone(),
-                std::time::Duration::from_secs(60),
             );
             // Reservation reminders, pick-ups, returns, no-shows and overdue alerts.
             let _reservations = fleet_sync::reservations::task::spawn(

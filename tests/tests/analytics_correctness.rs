@@ -157,7 +157,7 @@ impl Server {
     }
 }
 
-fn vehicle<'a>(report: &'a Value, id: Uuid) -> &'a Value {
+fn vehicle(report: &Value, id: Uuid) -> &Value {
     report["vehicles"]
         .as_array()
         .unwrap()

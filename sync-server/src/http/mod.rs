@@ -222,10 +222,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/inspections/defects/{id}/repair",
             post(inspections::repair),
         )
-        .route(
-            "/api/v1/analytics/utilization",
-            get(analytics::utilization),
-        )
+        .route("/api/v1/analytics/utilization", get(analytics::utilization))
         .route("/api/v1/analytics/idle", get(analytics::idle))
         .route("/api/v1/analytics/trips", get(analytics::trips))
         .route("/api/v1/analytics/costs", get(analytics::costs))

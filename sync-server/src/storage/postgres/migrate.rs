@@ -35,14 +35,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0005_kiosk.sql"),
     },
     Migration {
-        version: 9,
-        name: "inspections",
-        sql: include_str!("../../../../migrations/server-postgres/0009_inspections.sql"),
-    },
-    Migration {
         version: 6,
         name: "reservations",
         sql: include_str!("../../../../migrations/server-postgres/0006_reservations.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "assets",
+        sql: include_str!("../../../../migrations/server-postgres/0007_assets.sql"),
     },
     Migration {
         version: 8,
@@ -50,9 +50,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0008_analytics.sql"),
     },
     Migration {
-        version: 7,
-        name: "assets",
-        sql: include_str!("../../../../migrations/server-postgres/0007_assets.sql"),
+        version: 9,
+        name: "inspections",
+        sql: include_str!("../../../../migrations/server-postgres/0009_inspections.sql"),
     },
 ];
 

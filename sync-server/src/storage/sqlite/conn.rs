@@ -30,14 +30,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0002_access.sql"),
     },
     Migration {
-        version: 4,
-        name: "stream",
-        sql: include_str!("../../../../migrations/server-sqlite/0004_stream.sql"),
-    },
-    Migration {
         version: 3,
         name: "control",
         sql: include_str!("../../../../migrations/server-sqlite/0003_control.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "stream",
+        sql: include_str!("../../../../migrations/server-sqlite/0004_stream.sql"),
     },
     Migration {
         version: 5,
@@ -45,14 +45,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0005_kiosk.sql"),
     },
     Migration {
-        version: 9,
-        name: "inspections",
-        sql: include_str!("../../../../migrations/server-sqlite/0009_inspections.sql"),
-    },
-    Migration {
         version: 6,
         name: "reservations",
         sql: include_str!("../../../../migrations/server-sqlite/0006_reservations.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "assets",
+        sql: include_str!("../../../../migrations/server-sqlite/0007_assets.sql"),
     },
     Migration {
         version: 8,
@@ -60,9 +60,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0008_analytics.sql"),
     },
     Migration {
-        version: 7,
-        name: "assets",
-        sql: include_str!("../../../../migrations/server-sqlite/0007_assets.sql"),
+        version: 9,
+        name: "inspections",
+        sql: include_str!("../../../../migrations/server-sqlite/0009_inspections.sql"),
     },
 ];
 
