@@ -557,7 +557,7 @@ pub async fn get(
         Some(i) => Ok(Json(inspection_json(&i))),
         None => Err(ApiError::not_found(
             "inspection_not_found",
-            format!("no inspection {id}"),
+            "no such inspection",
         )),
     }
 }
@@ -576,9 +576,7 @@ pub async fn submit(
                 .storage
                 .inspection_form(caller.tenant, f)
                 .await?
-                .ok_or_else(|| {
-                    ApiError::bad_request("unknown_form", format!("no inspection form {f}"))
-                })?,
+                .ok_or_else(|| ApiError::bad_request("unknown_form", "no such inspection form"))?,
         ),
         None => None,
     };
