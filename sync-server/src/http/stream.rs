@@ -238,11 +238,14 @@ impl Connection {
             }) => (filter, resume_after),
             Err(bad) => return self.send_text(messages::error_text(&bad).into()).await,
         };
-        self.filter = filter;
         let first = self.sub.is_none();
-        if first {
-            self.sub = Some(self.hub.subscribe(self.tenant).await);
+        match &self.sub {
+            None => self.sub = Some(self.hub.subscribe(self.tenant, filter.clone()).await),
+            Some(sub) => sub.set_filter(filter.clone()),
         }
+        // Kept here too: events queued under the previous filter are checked
+        // against this one before they are sent.
+        self.filter = filter;
         let Some(store) = self.storage.stream_store() else {
             return Err(End::Close(
                 CLOSE_LOG_FAILED,

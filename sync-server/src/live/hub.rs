@@ -7,10 +7,15 @@
 //! log's notices instead and fans out what any replica appended, reading it back
 //! by id from a per-tenant cursor, so nothing is delivered twice or skipped.
 //!
-//! A subscriber has a bounded queue; a full queue means the client is not
-//! keeping up, and the hub drops it (and says so) instead of waiting.
+//! A subscriber has a filter and a bounded queue. The hub applies the filter
+//! before queueing, so a client's queue holds only what it will be sent (a
+//! dispatcher watching ten vehicles is not woken for the other ten thousand);
+//! every client is handed the same rendered frame. A full queue means the
+//! client is not keeping up, and the hub drops it (and says so) instead of
+//! waiting.
 
-use super::{LiveEvent, StreamSettings};
+use super::messages::Filter;
+use super::{LiveEvent, LiveKind, StreamSettings};
 use crate::storage::stream::{NewStreamEvent, StreamNotice, StreamRow, StreamStore};
 use crate::storage::{now_ms, Storage};
 use std::collections::HashMap;
@@ -30,6 +35,8 @@ const READ_PAGE: u32 = 500;
 pub struct Delivered {
     pub id: u64,
     pub kind: String,
+    /// `kind` parsed once, for the subscribers' filters.
+    pub live_kind: Option<LiveKind>,
     pub vehicle: Option<Uuid>,
     /// `{"type":"event",…}`, shared by every client that gets it.
     pub text: axum::extract::ws::Utf8Bytes,
@@ -40,6 +47,7 @@ impl Delivered {
         Delivered {
             id: row.id,
             kind: row.kind.clone(),
+            live_kind: LiveKind::parse(&row.kind),
             vehicle: row.vehicle,
             text: super::messages::event_text(row).into(),
         }
@@ -55,6 +63,8 @@ pub struct HubStats {
     /// Events that could not be logged (the storage failed).
     pub log_failed: AtomicU64,
     pub delivered: AtomicU64,
+    /// Events a subscriber's filter left out before they were queued.
+    pub filtered: AtomicU64,
     /// Clients dropped for not keeping up.
     pub slow_clients: AtomicU64,
 }
@@ -65,6 +75,7 @@ struct Pending {
 
 struct Slot {
     id: u64,
+    filter: Filter,
     tx: mpsc::Sender<Arc<Delivered>>,
     kicked: Arc<Kick>,
 }
@@ -125,6 +136,20 @@ pub struct Subscription {
     tenant: Uuid,
     slot: u64,
     hub: Hub,
+}
+
+impl Subscription {
+    /// Replaces the filter; events logged from now on are queued only if it
+    /// takes them.
+    pub fn set_filter(&self, filter: Filter) {
+        let mut subs = self.hub.lock_subscribers();
+        if let Some(slot) = subs
+            .get_mut(&self.tenant)
+            .and_then(|slots| slots.iter_mut().find(|s| s.id == self.slot))
+        {
+            slot.filter = filter;
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -215,9 +240,10 @@ impl Hub {
         }
     }
 
-    /// Registers a subscriber for `tenant`. Events appended from now on reach
-    /// its queue in id order; the caller replays older ones from the log.
-    pub async fn subscribe(&self, tenant: Uuid) -> Subscription {
+    /// Registers a subscriber for `tenant`. Events appended from now on that
+    /// `filter` takes reach its queue in id order; the caller replays older ones
+    /// from the log.
+    pub async fn subscribe(&self, tenant: Uuid, filter: Filter) -> Subscription {
         self.start();
         let (tx, rx) = mpsc::channel(self.inner.settings.client_queue.max(1));
         let kicked = Arc::new(Kick::default());
@@ -227,6 +253,7 @@ impl Hub {
             .or_default()
             .push(Slot {
                 id: slot,
+                filter,
                 tx,
                 kicked: kicked.clone(),
             });
@@ -261,7 +288,8 @@ impl Hub {
         self.lock_subscribers().values().map(Vec::len).sum()
     }
 
-    /// Hands `rows` (one tenant's, ascending ids) to that tenant's subscribers.
+    /// Hands `rows` (one tenant's, ascending ids) to that tenant's subscribers
+    /// whose filters take them.
     fn deliver(&self, tenant: Uuid, rows: &[StreamRow]) {
         if rows.is_empty() {
             return;
@@ -275,8 +303,13 @@ impl Hub {
             .map(|r| Arc::new(Delivered::from_row(r)))
             .collect();
         let stats = &self.inner.stats;
+        let mut filtered = 0u64;
         slots.retain(|slot| {
             for d in &rendered {
+                if !slot.filter.matches_live(d.live_kind, d.vehicle) {
+                    filtered += 1;
+                    continue;
+                }
                 match slot.tx.try_send(d.clone()) {
                     Ok(()) => {
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +325,7 @@ impl Hub {
             }
             true
         });
+        stats.filtered.fetch_add(filtered, Ordering::Relaxed);
         if slots.is_empty() {
             subs.remove(&tenant);
         }
@@ -508,8 +542,8 @@ mod tests {
     async fn subscribers_of_a_tenant_get_its_events_in_id_order_and_no_one_elses() {
         let (hub, _dir) = hub(StreamSettings::default()).await;
         let (a, b, v) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let mut sub_a = hub.subscribe(a).await;
-        let mut sub_b = hub.subscribe(b).await;
+        let mut sub_a = hub.subscribe(a, Filter::default()).await;
+        let mut sub_b = hub.subscribe(b, Filter::default()).await;
         for n in 1..=5 {
             hub.publish(a, position(v, n));
         }
@@ -536,8 +570,8 @@ mod tests {
         };
         let (hub, _dir) = hub(settings).await;
         let (t, v) = (Uuid::new_v4(), Uuid::new_v4());
-        let slow = hub.subscribe(t).await;
-        let mut fast = hub.subscribe(t).await;
+        let slow = hub.subscribe(t, Filter::default()).await;
+        let mut fast = hub.subscribe(t, Filter::default()).await;
         // Two rounds of 40: the one that reads keeps up, the one that does not
         // has 80 waiting for a queue of 64.
         for round in 0..2 {
@@ -560,5 +594,43 @@ mod tests {
         assert!(slow.kicked.fired());
         assert_eq!(hub.stats().slow_clients.load(Ordering::Relaxed), 1);
         assert_eq!(hub.subscriber_count(), 1, "only the one that kept up");
+    }
+
+    #[tokio::test]
+    async fn a_filtered_subscriber_is_queued_only_its_vehicles_and_outlasts_a_flood_of_others() {
+        let settings = StreamSettings {
+            client_queue: 8,
+            ..StreamSettings::default()
+        };
+        let (hub, _dir) = hub(settings).await;
+        let (t, mine, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let only_mine = Filter {
+            vehicles: [mine].into_iter().collect(),
+            kinds: [LiveKind::Position].into_iter().collect(),
+        };
+        // It reads nothing while 2,000 events of another vehicle go by: with
+        // filtering after queueing its queue of 8 would overflow at once.
+        let mut sub = hub.subscribe(t, only_mine).await;
+        for n in 0..2_000 {
+            hub.publish(t, position(other, n));
+        }
+        hub.publish(t, position(mine, 7));
+        let d = next(&mut sub).await;
+        assert_eq!(d.vehicle, Some(mine));
+        assert!(d.text.as_str().contains("\"n\":7"));
+        assert!(!sub.kicked.fired(), "not dropped for others' events");
+        assert!(sub.events.try_recv().is_err(), "nothing else was queued");
+        assert_eq!(hub.stats().filtered.load(Ordering::Relaxed), 2_000);
+
+        // A new filter takes effect for what is logged next.
+        sub.set_filter(Filter {
+            vehicles: [other].into_iter().collect(),
+            kinds: Default::default(),
+        });
+        hub.publish(t, position(mine, 8));
+        hub.publish(t, position(other, 9));
+        let d = next(&mut sub).await;
+        assert_eq!(d.vehicle, Some(other));
+        assert!(d.text.as_str().contains("\"n\":9"));
     }
 }

@@ -27,8 +27,13 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, kind: &str, vehicle: Option<Uuid>) -> bool {
-        let kind_ok =
-            self.kinds.is_empty() || LiveKind::parse(kind).is_some_and(|k| self.kinds.contains(&k));
+        self.matches_live(LiveKind::parse(kind), vehicle)
+    }
+
+    /// [`Filter::matches`] for a kind already parsed (`None`: one this server
+    /// does not know, which only an empty kind set takes).
+    pub fn matches_live(&self, kind: Option<LiveKind>, vehicle: Option<Uuid>) -> bool {
+        let kind_ok = self.kinds.is_empty() || kind.is_some_and(|k| self.kinds.contains(&k));
         let vehicle_ok =
             self.vehicles.is_empty() || vehicle.is_some_and(|v| self.vehicles.contains(&v));
         kind_ok && vehicle_ok
