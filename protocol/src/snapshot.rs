@@ -86,8 +86,8 @@ pub struct SnapshotKey {
     pub revoked: bool,
 }
 
+/// An asset or vehicle. Unknown fields are ignored, as in [`Snapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SnapshotAsset {
     pub id: Uuid,
     /// `asset` or `vehicle`.
@@ -96,14 +96,74 @@ pub struct SnapshotAsset {
     pub short_code: String,
     /// An unsafe defect is open: the asset must not go out.
     pub unsafe_defect: bool,
+    /// The odometer its gateway last reported (km), and when (Unix ms; the
+    /// last event of the day the reading came in, so never older than the
+    /// reading). `None` without a gateway or a reading.
     pub odometer_km: Option<f64>,
     pub odometer_at_ms: Option<i64>,
+    /// The fuel level its gateway last reported (%), and when (Unix ms).
     pub fuel_pct: Option<f64>,
     pub fuel_at_ms: Option<i64>,
 }
 
+/// An open inspection defect, summarised for the kiosk's screen: what it is,
+/// not the whole inspection. At most [`MAX_DEFECTS_PER_ASSET`] per asset, each
+/// text at most [`MAX_DEFECT_TEXT`] characters (see [`SnapshotDefect::new`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDefect {
+    pub asset: Uuid,
+    /// The checklist item it was found under (`brakes`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// What the inspector wrote.
+    pub note: String,
+    /// Unsafe: the asset is not handed out until it is repaired.
+    #[serde(rename = "unsafe")]
+    pub is_unsafe: bool,
+}
+
+/// Open defects carried per asset; the rest are counted, not listed.
+pub const MAX_DEFECTS_PER_ASSET: usize = 5;
+/// Characters kept of a defect's item and note.
+pub const MAX_DEFECT_TEXT: usize = 120;
+
+impl SnapshotDefect {
+    /// A summary with its texts cut to [`MAX_DEFECT_TEXT`] characters (an
+    /// ellipsis marks a cut).
+    pub fn new(asset: Uuid, item: Option<&str>, note: &str, is_unsafe: bool) -> Self {
+        SnapshotDefect {
+            asset,
+            item: item.map(clip).filter(|s| !s.is_empty()),
+            note: clip(note),
+            is_unsafe,
+        }
+    }
+
+    /// `brakes: pedal soft`, or the note alone.
+    pub fn summary(&self) -> String {
+        match &self.item {
+            Some(item) => format!("{item}: {}", self.note),
+            None => self.note.clone(),
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() <= MAX_DEFECT_TEXT {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(MAX_DEFECT_TEXT - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The snapshot body. Fields added after the first release are optional and
+/// left out when empty, so a snapshot without them is byte for byte what an
+/// older server signed; unknown fields are ignored (the body is signed by the
+/// tenant key, so they cannot be smuggled in), so a kiosk keeps working when a
+/// newer server adds one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Snapshot {
     pub version: u32,
     pub tenant_id: Uuid,
@@ -117,6 +177,10 @@ pub struct Snapshot {
     pub assets: Vec<SnapshotAsset>,
     /// Printed short code (`K7Q-2F9-XM4`) to label id, for codes typed at a kiosk.
     pub short_codes: BTreeMap<String, Uuid>,
+    /// Open inspection defects of the assets above, oldest first, unsafe ones
+    /// first within an asset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defects: Vec<SnapshotDefect>,
 }
 
 impl Snapshot {
@@ -134,6 +198,7 @@ impl Snapshot {
             keys: Vec::new(),
             assets: Vec::new(),
             short_codes: BTreeMap::new(),
+            defects: Vec::new(),
         }
     }
 
@@ -147,6 +212,11 @@ impl Snapshot {
 
     pub fn asset(&self, id: Uuid) -> Option<&SnapshotAsset> {
         self.assets.iter().find(|a| a.id == id)
+    }
+
+    /// The open defects listed for `asset`.
+    pub fn defects_of(&self, asset: Uuid) -> impl Iterator<Item = &SnapshotDefect> {
+        self.defects.iter().filter(move |d| d.asset == asset)
     }
 
     /// The label id behind a typed short code, in any spelling
@@ -422,6 +492,51 @@ mod tests {
             SignedSnapshot::from_json(b"{\"body\":1}"),
             Err(SnapshotError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_snapshot_signed_before_defect_summaries_still_verifies_and_reads_none() {
+        let t = trust(1);
+        let snap = sample(t.tenant_id, 1_000_000);
+        let signed = snap.sign(&key(1));
+        assert!(
+            !signed.body.contains("defects"),
+            "an empty list is left out, so the body is the old format"
+        );
+        // A body as an older server wrote it, byte for byte, signed then.
+        let old = SignedSnapshot::sign_body(signed.body.clone(), &key(1));
+        assert_eq!(old.verify(&t, 1_000_001).unwrap().defects, vec![]);
+
+        let mut with = snap.clone();
+        let van = with.assets[0].id;
+        with.defects.push(SnapshotDefect::new(
+            van,
+            Some("brakes"),
+            &"pedal soft ".repeat(40),
+            true,
+        ));
+        let back = with.sign(&key(1)).verify(&t, 1_000_001).unwrap();
+        let d = back.defects_of(van).next().expect("listed");
+        assert!(d.is_unsafe);
+        assert_eq!(d.note.chars().count(), MAX_DEFECT_TEXT);
+        assert!(d.note.ends_with('…'));
+        assert!(d.summary().starts_with("brakes: pedal soft"));
+        assert!(back.sign(&key(1)).body.contains("\"unsafe\":true"));
+    }
+
+    #[test]
+    fn a_field_a_newer_server_adds_is_ignored_not_refused() {
+        let t = trust(1);
+        let body = sample(t.tenant_id, 1_000_000).sign(&key(1)).body;
+        let newer = body
+            .replacen('{', "{\"tow_bar\":true,", 1)
+            .replace("\"unsafe_defect\"", "\"colour\":\"red\",\"unsafe_defect\"");
+        assert_ne!(newer, body);
+        let signed = SignedSnapshot::sign_body(newer, &key(1));
+        assert_eq!(
+            signed.verify(&t, 1_000_001),
+            Ok(sample(t.tenant_id, 1_000_000))
+        );
     }
 
     #[test]
