@@ -2,6 +2,8 @@
 //! the command line, for the first admin of a tenant and for recovery when no
 //! admin key is at hand. The checks are the HTTP API's, the answers print the
 //! same JSON, and every change is in the audit log with the actor `cli`.
+//! `admin signing-key reseal` moves every tenant's sealed signing key to a new
+//! key-encryption key.
 
 use crate::http::auth::{mint_key, Role};
 use crate::http::error::ApiError;
@@ -225,4 +227,19 @@ pub async fn revoke_key(storage: &dyn Storage, tenant: Uuid, key: Uuid) -> Resul
     )
     .await?;
     Ok(key_json(&key, now_ms()))
+}
+
+/// `admin signing-key reseal --old-key-file A --new-key-file B`: re-seals every
+/// tenant's signing key from the key in A to the key in B (see
+/// [`crate::sealing::reseal_all`]); answers what it did.
+pub async fn reseal_signing_keys(
+    storage: &dyn Storage,
+    old_key_file: &std::path::Path,
+    new_key_file: &std::path::Path,
+) -> Result<Value, crate::sealing::ResealError> {
+    use crate::sealing::{read_key_file, reseal_all};
+    let old = read_key_file("--old-key-file", old_key_file)?;
+    let new = read_key_file("--new-key-file", new_key_file)?;
+    let report = reseal_all(storage, &old, &new).await?;
+    Ok(serde_json::to_value(report).expect("a report serialises"))
 }

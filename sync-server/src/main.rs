@@ -148,6 +148,11 @@ enum Admin {
         #[command(subcommand)]
         command: LabelCmd,
     },
+    /// Tenant signing keys at rest: re-seal them under a new key-encryption key.
+    SigningKey {
+        #[command(subcommand)]
+        command: SigningKeyCmd,
+    },
     /// Write a self-signed certificate and key to DIR/tls/ for a test yard; prints
     /// {"cert", "key", "sha256"}, the fingerprint `fleet-agent enroll
     /// --server-fingerprint` takes.
@@ -260,6 +265,22 @@ enum KeyCmd {
         tenant: Uuid,
         #[arg(long)]
         key: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeyCmd {
+    /// Re-seal every tenant's signing key from the old key-encryption key to the
+    /// new one, one transaction and audit entry per tenant; a wrong old key
+    /// changes nothing. Prints {"tenants", "resealed", "sealed_plain", "unchanged", …}.
+    /// Then start the server with the new key.
+    Reseal {
+        /// The key-encryption key the signing keys are sealed with now.
+        #[arg(long, value_name = "FILE")]
+        old_key_file: PathBuf,
+        /// The key-encryption key to seal them with.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
     },
 }
 
@@ -488,6 +509,20 @@ async fn main() -> anyhow::Result<()> {
                         Err(refused) => anyhow::bail!("{} ({})", refused.message, refused.code),
                     }
                 }
+                Admin::SigningKey {
+                    command:
+                        SigningKeyCmd::Reseal {
+                            old_key_file,
+                            new_key_file,
+                        },
+                } => print_json(
+                    &fleet_sync::admin::reseal_signing_keys(
+                        &*storage,
+                        &old_key_file,
+                        &new_key_file,
+                    )
+                    .await?,
+                )?,
                 Admin::Partitions { command } => {
                     let pg = backend.postgres().context(
                         "event partitions exist only on PostgreSQL; give --database-url postgres://…",

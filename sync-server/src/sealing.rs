@@ -310,6 +310,176 @@ async fn set_and_check(
     Ok(())
 }
 
+// ---- re-sealing after a key-encryption key rotation ----------------------
+
+/// Why `admin signing-key reseal` changed nothing.
+#[derive(Debug, Error)]
+pub enum ResealError {
+    #[error("reading {flag} {path}: {source}")]
+    Read {
+        flag: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{flag} {path}: {source}")]
+    Key {
+        flag: &'static str,
+        path: String,
+        source: SealError,
+    },
+    #[error("the old and the new key-encryption key are the same key ({0}): nothing to re-seal")]
+    SameKey(String),
+    #[error("tenant {tenant}'s signing key is sealed with key-encryption key {stored}, which is neither the old key {old} (--old-key-file) nor the new key {new}; nothing was changed")]
+    WrongOldKey {
+        tenant: Uuid,
+        stored: String,
+        old: String,
+        new: String,
+    },
+    #[error("tenant {tenant}'s signing key does not open with the old key {old} (--old-key-file): the key or the stored secret is wrong; nothing was changed")]
+    NotOpened { tenant: Uuid, old: String },
+    #[error("tenant {tenant}'s stored signing key is neither a seed nor a sealed seed; nothing was changed")]
+    Damaged { tenant: Uuid },
+    #[error("tenant {tenant}'s signing key changed while it was being re-sealed (a server still running with the old key?); run the command again")]
+    Raced { tenant: Uuid },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// Reads a key-encryption key file for `flag` (`--old-key-file`, `--new-key-file`).
+pub fn read_key_file(flag: &'static str, path: &Path) -> Result<KeyEncryptionKey, ResealError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ResealError::Read {
+        flag,
+        path: path.display().to_string(),
+        source,
+    })?;
+    KeyEncryptionKey::parse(&text).map_err(|source| ResealError::Key {
+        flag,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// What re-sealing does with one tenant's stored secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResealStep {
+    /// Sealed under the old key: store this, sealed under the new one.
+    Reseal(Vec<u8>),
+    /// A plain seed from before sealing: store this, sealed under the new key.
+    SealPlain(Vec<u8>),
+    /// Already sealed under the new key (a second run): leave it.
+    AlreadyNew,
+}
+
+/// Decides, without touching storage, what becomes of `stored` when moving
+/// from `old` to `new`. Any secret that neither key opens is an error naming
+/// the key that sealed it.
+pub fn plan_reseal(
+    tenant: Uuid,
+    stored: &[u8],
+    old: &KeyEncryptionKey,
+    new: &KeyEncryptionKey,
+) -> Result<ResealStep, ResealError> {
+    if let Ok(seed) = <[u8; SEED_LEN]>::try_from(stored) {
+        return Ok(ResealStep::SealPlain(new.seal(tenant, &seed)));
+    }
+    if new.open(tenant, stored).is_ok() {
+        return Ok(ResealStep::AlreadyNew);
+    }
+    match old.open(tenant, stored) {
+        Ok(seed) => Ok(ResealStep::Reseal(new.seal(tenant, &seed))),
+        Err(SealError::WrongKey { stored, .. }) => Err(ResealError::WrongOldKey {
+            tenant,
+            stored,
+            old: old.id_hex(),
+            new: new.id_hex(),
+        }),
+        Err(SealError::NotOpened { .. }) => Err(ResealError::NotOpened {
+            tenant,
+            old: old.id_hex(),
+        }),
+        Err(_) => Err(ResealError::Damaged { tenant }),
+    }
+}
+
+/// What [`reseal_all`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResealReport {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    /// Tenants with a stored signing key.
+    pub tenants: usize,
+    /// Moved from the old key to the new one.
+    pub resealed: usize,
+    /// Plain seeds from before sealing, now sealed under the new key.
+    pub sealed_plain: usize,
+    /// Already under the new key; left alone.
+    pub unchanged: usize,
+}
+
+/// Re-seals every tenant's signing key from `old` to `new`. Every stored key
+/// is checked first, so a wrong old key (or a damaged secret) changes nothing;
+/// then each tenant's secret is replaced with an audit entry (actor `cli`) in
+/// one transaction of its own. Running it again finds everything under the new
+/// key and changes nothing.
+pub async fn reseal_all(
+    storage: &dyn crate::storage::Storage,
+    old: &KeyEncryptionKey,
+    new: &KeyEncryptionKey,
+) -> Result<ResealReport, ResealError> {
+    use crate::storage::access::{ActorKind, AuditEntry};
+    if old.id == new.id {
+        return Err(ResealError::SameKey(old.id_hex()));
+    }
+    let mut planned = Vec::new();
+    for t in storage.list_tenants().await? {
+        if let Some(k) = storage.stored_signing_key(t.tenant_id).await? {
+            let step = plan_reseal(t.tenant_id, &k.secret, old, new)?;
+            planned.push((t.tenant_id, k.secret, step));
+        }
+    }
+    let mut report = ResealReport {
+        old_key_id: old.id_hex(),
+        new_key_id: new.id_hex(),
+        tenants: planned.len(),
+        ..ResealReport::default()
+    };
+    for (tenant, stored, step) in planned {
+        let (sealed, from) = match step {
+            ResealStep::AlreadyNew => {
+                report.unchanged += 1;
+                continue;
+            }
+            ResealStep::Reseal(s) => (s, old.id_hex()),
+            ResealStep::SealPlain(s) => (s, "plain".to_owned()),
+        };
+        let audit = AuditEntry {
+            tenant_id: tenant,
+            audit_id: Uuid::new_v4(),
+            at_ms: crate::storage::now_ms(),
+            actor_kind: ActorKind::Cli,
+            actor_key_id: None,
+            actor_user_id: None,
+            action: "signing_key.reseal".into(),
+            target: format!("tenant:{tenant}"),
+            detail: serde_json::json!({ "from_key_id": from, "to_key_id": new.id_hex() }),
+            request_id: None,
+        };
+        if !storage
+            .reseal_signing_secret(tenant, &stored, &sealed, audit)
+            .await?
+        {
+            return Err(ResealError::Raced { tenant });
+        }
+        if from == "plain" {
+            report.sealed_plain += 1;
+        } else {
+            report.resealed += 1;
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,6 +134,17 @@ pub trait KioskStore: Send + Sync {
         new: &[u8],
     ) -> Result<bool, StorageError>;
 
+    /// Re-seals the stored secret under another key-encryption key: replaces it
+    /// when it is still `old` and records `audit`, in one transaction. `false`,
+    /// with nothing written, when the secret was no longer `old`.
+    async fn reseal_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+        audit: super::access::AuditEntry,
+    ) -> Result<bool, StorageError>;
+
     /// Stores a new label; `Conflict` when the tenant already has a label with
     /// this id or short code.
     async fn insert_label(&self, tenant: Uuid, label: &LabelRecord) -> Result<(), StorageError>;

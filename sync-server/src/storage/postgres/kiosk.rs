@@ -1,6 +1,7 @@
 //! [`KioskStore`] on PostgreSQL; every statement runs in a tenant transaction.
 
 use super::{is_unique_violation, pg, PgStorage, PgTx};
+use crate::storage::access::AuditEntry;
 use crate::storage::kiosk::{
     parse_walk_up, walk_up_str, BlobRecord, ConflictRecord, ConflictResolution, CustodyHolder,
     KioskStore, LabelRecord, StoredSigningKey,
@@ -166,6 +167,46 @@ impl KioskStore for PgStorage {
             .map_err(pg)?;
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    async fn reseal_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+        audit: AuditEntry,
+    ) -> Result<bool, StorageError> {
+        let tx = self.tenant_tx(tenant).await?;
+        let n = tx
+            .execute(
+                "UPDATE tenant_signing_keys SET secret = $3 WHERE tenant_id = $1 AND secret = $2",
+                &[&tenant, &old, &new],
+            )
+            .await
+            .map_err(pg)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &audit.tenant_id,
+                &audit.at_ms,
+                &audit.audit_id,
+                &audit.actor_kind.as_str(),
+                &audit.actor_key_id,
+                &audit.actor_user_id,
+                &audit.action,
+                &audit.target,
+                &audit.detail,
+                &audit.request_id,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn insert_label(&self, tenant: Uuid, l: &LabelRecord) -> Result<(), StorageError> {

@@ -2,6 +2,7 @@
 
 use super::conn::backend;
 use super::{blob, uuid_at, SqliteStorage};
+use crate::storage::access::AuditEntry;
 use crate::storage::kiosk::{
     parse_walk_up, walk_up_str, BlobRecord, ConflictRecord, ConflictResolution, CustodyHolder,
     KioskStore, LabelRecord, StoredSigningKey,
@@ -174,6 +175,49 @@ impl KioskStore for SqliteStorage {
                 )
                 .map(|n| n == 1)
                 .map_err(backend)
+            })
+            .await
+    }
+
+    async fn reseal_signing_secret(
+        &self,
+        tenant: Uuid,
+        old: &[u8],
+        new: &[u8],
+        audit: AuditEntry,
+    ) -> Result<bool, StorageError> {
+        let (old, new) = (old.to_vec(), new.to_vec());
+        self.pool
+            .write(move |c| {
+                let tx = c.transaction().map_err(backend)?;
+                let n = tx
+                    .execute(
+                        "UPDATE tenant_signing_keys SET secret = ?3 WHERE tenant_id = ?1 AND secret = ?2",
+                        params![blob(&tenant), old, new],
+                    )
+                    .map_err(backend)?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        blob(&audit.tenant_id),
+                        audit.at_ms,
+                        blob(&audit.audit_id),
+                        audit.actor_kind.as_str(),
+                        audit.actor_key_id.as_ref().map(blob),
+                        audit.actor_user_id.as_ref().map(blob),
+                        audit.action,
+                        audit.target,
+                        audit.detail.to_string(),
+                        audit.request_id,
+                    ],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(true)
             })
             .await
     }
