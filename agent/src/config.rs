@@ -282,8 +282,14 @@ impl AgentConfig {
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;
-        let cfg = AgentConfig::deserialize(toml::Value::Table(table))
+        let mut cfg = AgentConfig::deserialize(toml::Value::Table(table))
             .context("configuration from FLEET_* environment variables")?;
+        // A kiosk's V4L2 camera is the one `[device]` names unless it names its own.
+        if cfg.kiosk.camera.device.is_none()
+            && cfg.kiosk.camera.source == crate::kiosk::CameraSourceKind::V4l2
+        {
+            cfg.kiosk.camera.device = cfg.device.camera.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }

@@ -155,7 +155,7 @@ async fn run_checks(args: &DoctorArgs) -> Vec<Check> {
         )
         .await,
     );
-    out.push(check_camera(&cfg));
+    out.push(bounded("camera", timeout * 2, check_camera(&cfg, timeout)).await);
     out.push(check_gpio(&cfg));
     out.push(bounded("disk", timeout, check_disk(&cfg)).await);
     out.extend(check_server(&cfg, timeout).await);
@@ -535,11 +535,137 @@ async fn check_gpsd(addr: &str, until: Instant, listen: Duration) -> Check {
 
 // --- camera, GPIO ----------------------------------------------------------
 
-fn check_camera(cfg: &AgentConfig) -> Check {
-    let Some(dev) = &cfg.device.camera else {
-        return Check::skipped("camera", "no [device] camera configured");
+/// A kiosk's `[kiosk.camera]`: opened as the kiosk would, with the resolution
+/// the driver chose and the time to a first frame. Otherwise `[device] camera`
+/// must be a video device that opens.
+async fn check_camera(cfg: &AgentConfig, timeout: Duration) -> Check {
+    use crate::kiosk::{CameraSetup, CameraSourceKind};
+    let kiosk_camera = cfg.device.role == crate::config::Role::Kiosk
+        && (cfg.kiosk.camera.source != CameraSourceKind::None
+            || cfg.kiosk.camera_folder.is_some()
+            || cfg.kiosk.camera_mjpeg.is_some());
+    if !kiosk_camera {
+        let Some(dev) = &cfg.device.camera else {
+            return Check::skipped("camera", "no [device] camera configured");
+        };
+        return check_char_device("camera", dev, false, "video");
+    }
+    let setup = match cfg.kiosk.camera_setup() {
+        Ok(s) => s,
+        Err(errs) => {
+            return Check::fail(
+                "camera",
+                errs.join("; "),
+                "fix [kiosk.camera], then `fleet-agent validate --config FILE`",
+            )
+        }
     };
-    check_char_device("camera", dev, false, "video")
+    let what = crate::kiosk::describe_camera(&setup);
+    let asked = match &setup {
+        CameraSetup::V4l2 { width, height, .. } => Some((*width, *height)),
+        _ => None,
+    };
+    let started = Instant::now();
+    let camera = match crate::kiosk::open_camera(&setup).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Check::skipped("camera", "no kiosk camera configured"),
+        Err(e) => return camera_open_failed(&setup, &what, &e),
+    };
+    let (negotiated, frame) = first_frame(camera, timeout).await;
+    let got = negotiated
+        .map(|(w, h, fourcc)| format!("{w}x{h} {}", String::from_utf8_lossy(&fourcc).trim()));
+    match frame {
+        Ok(f) => {
+            let mut detail = format!(
+                "{what}: first frame {}x{} gray in {} ms",
+                f.width,
+                f.height,
+                started.elapsed().as_millis()
+            );
+            if let Some(got) = &got {
+                detail.push_str(&format!(", negotiated {got}"));
+            }
+            match (asked, negotiated) {
+                (Some((w, h)), Some((gw, gh, _))) if (w, h) != (gw, gh) => Check::warn(
+                    "camera",
+                    format!("{detail}; asked for {w}x{h}"),
+                    format!("the camera has no {w}x{h} mode; set [kiosk.camera] resolution = \"{gw}x{gh}\""),
+                ),
+                _ => Check::ok("camera", detail),
+            }
+        }
+        Err(e) => Check::fail(
+            "camera",
+            format!(
+                "{what}: opened{} but no frame: {e}",
+                got.map(|g| format!(" at {g}")).unwrap_or_default()
+            ),
+            "check the lighting and the cable; another program may hold the camera (`fuser /dev/video0`)",
+        ),
+    }
+}
+
+fn camera_open_failed(
+    setup: &crate::kiosk::CameraSetup,
+    what: &str,
+    e: &fleet_hal::camera::CameraError,
+) -> Check {
+    use fleet_hal::camera::CameraError;
+    match e {
+        CameraError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Check::fail(
+            "camera",
+            format!("{what}: not found"),
+            match setup {
+                crate::kiosk::CameraSetup::V4l2 { .. } => {
+                    "no such video device: check the camera's cable and that its driver loaded (`dmesg`, `v4l2-ctl --list-devices`)"
+                }
+                _ => "the configured camera folder or file does not exist",
+            },
+        ),
+        CameraError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => Check::fail(
+            "camera",
+            format!("{what}: {io}"),
+            "the fleet-agent user must be in the `video` group",
+        ),
+        e => Check::fail(
+            "camera",
+            format!("{what}: {e}"),
+            "check [kiosk.camera]: the device, resolution and source",
+        ),
+    }
+}
+
+/// The camera's negotiated mode (V4L2 only) and its first frame.
+async fn first_frame(
+    camera: crate::kiosk::Camera,
+    timeout: Duration,
+) -> (
+    Option<(u32, u32, [u8; 4])>,
+    Result<fleet_hal::camera::Frame, String>,
+) {
+    use crate::kiosk::Camera;
+    use fleet_hal::camera::FrameSource;
+    async fn one<S: FrameSource>(
+        mut s: S,
+        timeout: Duration,
+    ) -> Result<fleet_hal::camera::Frame, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, s.next_frame()).await {
+                Err(_) => return Err(format!("none within {} s", timeout.as_secs())),
+                Ok(Ok(Some(f))) => return Ok(f),
+                Ok(Ok(None)) => return Err("the source is empty".into()),
+                Ok(Err(e)) if e.is_recoverable() => continue,
+                Ok(Err(e)) => return Err(e.to_string()),
+            }
+        }
+    }
+    match camera {
+        Camera::Folder(s) => (None, one(s, timeout).await),
+        Camera::Mjpeg(s) => (None, one(s, timeout).await),
+        #[cfg(all(feature = "v4l2", target_os = "linux"))]
+        Camera::V4l2(s) => (Some(s.negotiated()), one(s, timeout).await),
+    }
 }
 
 fn check_gpio(cfg: &AgentConfig) -> Check {
@@ -901,6 +1027,48 @@ async fn check_signed(client: &SyncClient, id: &Identity, timeout: Duration) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kiosk_config(camera: &str) -> AgentConfig {
+        let text = format!("version = 1\n[device]\nrole = \"kiosk\"\n[kiosk.camera]\n{camera}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, text).expect("write");
+        AgentConfig::load_with_env(Some(&path), Vec::new()).expect("loads")
+    }
+
+    #[cfg(all(feature = "v4l2", target_os = "linux"))]
+    #[tokio::test]
+    async fn a_kiosk_camera_that_is_not_there_is_reported_not_found_with_what_to_check() {
+        let cfg = kiosk_config(
+            "source = \"v4l2\"\ndevice = \"/dev/video-fleet-absent\"\nresolution = \"1280x720\"\n",
+        );
+        let c = check_camera(&cfg, Duration::from_secs(2)).await;
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert_eq!(
+            c.detail,
+            "V4L2 /dev/video-fleet-absent at 1280x720, 5 fps: not found"
+        );
+        assert!(c.fix.as_deref().unwrap_or("").contains("v4l2-ctl"), "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_simulated_kiosk_camera_reports_its_first_frame() {
+        let dir = tempfile::tempdir().expect("tmp");
+        image::GrayImage::from_pixel(320, 240, image::Luma([200]))
+            .save(dir.path().join("0.png"))
+            .expect("png");
+        let cfg = kiosk_config(&format!(
+            "source = \"folder\"\npath = {:?}\n",
+            dir.path().display().to_string()
+        ));
+        let c = check_camera(&cfg, Duration::from_secs(2)).await;
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(c.detail.contains("first frame 320x240 gray"), "{c:?}");
+        let missing = kiosk_config("source = \"mjpeg\"\npath = \"/nonexistent/cam.mjpeg\"\n");
+        let c = check_camera(&missing, Duration::from_secs(2)).await;
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.ends_with("not found"), "{c:?}");
+    }
 
     const IP_UP: &str = r#"[{"ifname":"can0","flags":["NOARP","UP","LOWER_UP"],"linkinfo":{"info_kind":"can","info_data":{"state":"ERROR-ACTIVE","restart_ms":100,"bittiming":{"bitrate":250000,"sample_point":"0.875"}}}}]"#;
 

@@ -91,6 +91,8 @@ struct Inner {
     frame: Mutex<Option<Frame>>,
     online: watch::Sender<bool>,
     started: tokio::time::Instant,
+    /// Readings older than this are left off check-ins (`[kiosk] meter_max_age_h`).
+    meter_max_age_ms: std::sync::atomic::AtomicI64,
 }
 
 /// The kiosk. Cheap to clone.
@@ -115,7 +117,22 @@ impl Kiosk {
             frame: Mutex::new(None),
             online: watch::channel(false).0,
             started: tokio::time::Instant::now(),
+            meter_max_age_ms: policy::DEFAULT_METER_MAX_AGE_MS.into(),
         }))
+    }
+
+    /// How old a gateway's odometer or fuel reading may be and still go on a
+    /// check-in.
+    pub fn set_meter_max_age_ms(&self, ms: i64) {
+        self.0
+            .meter_max_age_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn meter_max_age_ms(&self) -> i64 {
+        self.0
+            .meter_max_age_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_snapshot(&self, snap: Option<Snapshot>) {
@@ -245,7 +262,7 @@ impl Kiosk {
                     let snap = self.0.snapshot.read().unwrap_or_else(|e| e.into_inner());
                     snap.as_ref()
                         .and_then(|s| s.asset(c.asset.id))
-                        .map(|a| policy::recent_meters(a, now))
+                        .map(|a| policy::recent_meters(a, now, self.meter_max_age_ms()))
                         .unwrap_or_default()
                 };
                 let data = json!({
@@ -263,7 +280,9 @@ impl Kiosk {
                     "signature": c.form.signature,
                     "location": p.location.map(|(lat, lon)| json!({"lat": lat, "lon": lon})),
                     "odometer_km": meters.odometer_km,
+                    "odometer_at_ms": meters.odometer_at_ms,
                     "fuel_pct": meters.fuel_pct,
+                    "fuel_at_ms": meters.fuel_at_ms,
                 });
                 self.record(kinds::CHECKIN, Priority::Critical, data, now)
                     .await?;
@@ -399,6 +418,15 @@ impl Kiosk {
             .map(|s| s.unacked_events)
             .ok();
         let snap = self.0.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let vehicle = flow_asset(&flow.step).and_then(|id| {
+            let s = snap.as_ref()?;
+            s.asset(id)?;
+            Some(json!({
+                "id": id,
+                "meters": s.asset(id).map(|a| policy::recent_meters(a, now, self.meter_max_age_ms())),
+                "defects": s.defects_of(id).collect::<Vec<_>>(),
+            }))
+        });
         json!({
             "kiosk": self.0.parts.kiosk_id,
             "yard": self.0.parts.yard,
@@ -414,6 +442,7 @@ impl Kiosk {
                 "usable": now <= s.valid_until_ms,
             })),
             "camera": lock(&self.0.frame).is_some(),
+            "vehicle": vehicle,
         })
     }
 
@@ -559,6 +588,18 @@ impl Kiosk {
     }
 }
 
+/// The asset a step is about, if any: what the screen shows readings and
+/// open defects of.
+fn flow_asset(step: &Step) -> Option<Uuid> {
+    match step {
+        Step::AssetScanned { asset } => Some(asset.id),
+        Step::Confirm { checkout } | Step::CheckedOut { checkout } => Some(checkout.asset.id),
+        Step::CheckIn { checkin } => Some(checkin.asset.id),
+        Step::CheckedIn { asset } => Some(asset.id),
+        Step::Idle | Step::BadgeScanned { .. } | Step::Refused { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +607,7 @@ mod tests {
     use crate::kiosk::policy::tests::{Yard, NOW};
     use fleet_hal::gpio::KioskPins;
     use fleet_protocol::label::LabelKind;
+    use fleet_protocol::snapshot::SnapshotDefect;
     use fleet_protocol::BootId;
 
     struct Blobs(Mutex<Vec<(String, usize)>>);
@@ -686,6 +728,16 @@ mod tests {
     async fn a_check_in_records_the_form_meters_and_closes_custody() {
         let r = rig();
         let k = &r.kiosk;
+        // The van's fuel reading is five hours old: over this kiosk's limit.
+        k.set_meter_max_age_ms(2 * 3_600_000);
+        let mut snap = r.y.snap.clone();
+        snap.defects = vec![SnapshotDefect::new(
+            r.y.van,
+            Some("mirror"),
+            "left mirror cracked",
+            false,
+        )];
+        k.set_snapshot(Some(snap));
         for input in [
             Input::Scan(r.y.label(LabelKind::Badge, r.y.ann)),
             Input::Scan(r.y.label(LabelKind::Vehicle, r.y.van)),
@@ -695,6 +747,13 @@ mod tests {
         ] {
             k.handle(input).await.expect("step");
         }
+        // The check-in screen shows the recent reading and the open defect.
+        let v = k.view().await;
+        assert_eq!(v["step"], "check_in");
+        assert_eq!(v["vehicle"]["meters"]["odometer_km"], 1234.5);
+        assert!(v["vehicle"]["meters"]["fuel_pct"].is_null());
+        assert_eq!(v["vehicle"]["defects"][0]["note"], "left mirror cracked");
+        assert_eq!(v["vehicle"]["defects"][0]["unsafe"], false);
         assert!(matches!(k.take_photo().await, Err(KioskError::NoFrame)));
         k.set_frame(
             Frame::new(64, 48, vec![128; 64 * 48], tokio::time::Instant::now()).expect("frame"),
@@ -723,13 +782,49 @@ mod tests {
         let d = back.data.to_json();
         assert_eq!(d["rating"], 3);
         assert_eq!(d["odometer_km"], 1234.5);
+        assert_eq!(d["odometer_at_ms"], NOW - 60_000);
         assert!(d["fuel_pct"].is_null(), "stale fuel reading left off");
+        assert!(d["fuel_at_ms"].is_null());
         assert!(d["photo"]["thumb"]["bytes"].as_u64().unwrap_or(0) > 0);
         assert_eq!(d["signature"]["bytes"], png.len());
         assert_eq!(d["location"]["lat"], 52.5);
         let held = custody::load_all(&r.store).await.expect("custody");
         assert_eq!(held[&r.y.van].holder, None);
         assert_eq!(held[&r.y.van].ops, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsafe_vehicle_is_refused_with_what_its_defect_is_on_screen() {
+        let r = rig();
+        let mut snap = r.y.snap.clone();
+        snap.defects = vec![SnapshotDefect::new(
+            r.y.truck,
+            Some("brakes"),
+            "brake pedal soft",
+            true,
+        )];
+        r.kiosk.set_snapshot(Some(snap));
+        for input in [
+            Input::Scan(r.y.label(LabelKind::Badge, r.y.ann)),
+            Input::Scan(r.y.label(LabelKind::Vehicle, r.y.truck)),
+        ] {
+            r.kiosk.handle(input).await.expect("handled");
+        }
+        let v = r.kiosk.view().await;
+        assert_eq!(v["step"], "refused");
+        assert_eq!(v["flow"]["reason"]["code"], "unsafe_defect");
+        assert_eq!(
+            v["flow"]["reason"]["defects"],
+            json!(["brakes: brake pedal soft"])
+        );
+        assert!(
+            v["last"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("cannot be handed out: brakes: brake pedal soft."),
+            "{v}"
+        );
+        assert!(r.sim.slots.iter().all(|s| s.transitions().is_empty()));
     }
 
     #[tokio::test(start_paused = true)]

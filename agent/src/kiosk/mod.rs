@@ -19,4 +19,7 @@ pub mod scan;
 mod start;
 
 pub use engine::{BlobSink, Kiosk, KioskError, KioskParts};
-pub use start::{load_snapshot, run, KioskConfig, KioskRun, SNAPSHOT_FILE, TRUST_FILE};
+pub use start::{
+    describe as describe_camera, load_snapshot, open_camera, parse_resolution, run, Camera,
+    CameraConfig, CameraSetup, CameraSourceKind, KioskConfig, KioskRun, SNAPSHOT_FILE, TRUST_FILE,
+};

@@ -9,9 +9,10 @@ use uuid::Uuid;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
-/// Odometer and fuel readings older than this are left off a check-in: they
-/// say more about the last trip than about the vehicle now.
-pub const METER_FRESH_MS: i64 = 2 * HOUR_MS;
+/// Odometer and fuel readings older than this are left off a check-in unless
+/// `[kiosk] meter_max_age_h` says otherwise: they say more about an earlier
+/// trip than about the vehicle now.
+pub const DEFAULT_METER_MAX_AGE_MS: i64 = 12 * HOUR_MS;
 
 /// Why the kiosk said no. Each has a stable snake_case code (events, the local
 /// API) and a sentence for the screen.
@@ -44,6 +45,9 @@ pub enum Refusal {
     WalkUpQueued,
     UnsafeDefect {
         asset: String,
+        /// What the open unsafe defects are (`brakes: pedal soft`), as the
+        /// snapshot summarises them.
+        defects: Vec<String>,
     },
     AlreadyCheckedOut {
         asset: String,
@@ -139,9 +143,13 @@ impl Refusal {
                 "You have no reservation for this vehicle. Your request was sent to the dispatcher for approval."
                     .into()
             }
-            Refusal::UnsafeDefect { asset } => {
+            Refusal::UnsafeDefect { asset, defects } if defects.is_empty() => {
                 format!("{asset} has an open safety defect and cannot be handed out.")
             }
+            Refusal::UnsafeDefect { asset, defects } => format!(
+                "{asset} has an open safety defect and cannot be handed out: {}.",
+                defects.join("; ")
+            ),
             Refusal::AlreadyCheckedOut { asset } => {
                 format!("{asset} is already checked out here. Check it in first.")
             }
@@ -310,6 +318,11 @@ pub fn check_out(
     if a.unsafe_defect {
         return Err(Refusal::UnsafeDefect {
             asset: a.name.clone(),
+            defects: snap
+                .defects_of(asset)
+                .filter(|d| d.is_unsafe)
+                .map(|d| d.summary())
+                .collect(),
         });
     }
     let grace = i64::from(snap.policy.grace_minutes) * MINUTE_MS;
@@ -354,18 +367,30 @@ pub fn check_out(
     }
 }
 
-/// The vehicle's odometer and fuel as its gateway last reported them, if recent.
+/// The vehicle's odometer and fuel as its gateway last reported them, each
+/// with its time, if no older than the kiosk's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct Meters {
     pub odometer_km: Option<f64>,
+    pub odometer_at_ms: Option<i64>,
     pub fuel_pct: Option<f64>,
+    pub fuel_at_ms: Option<i64>,
 }
 
-pub fn recent_meters(asset: &SnapshotAsset, now_ms: i64) -> Meters {
-    let fresh = |at: Option<i64>| at.is_some_and(|at| now_ms - at <= METER_FRESH_MS);
+/// `asset`'s readings no older than `max_age_ms` at `now_ms`. A reading from
+/// the future (a gateway's clock ahead) counts as recent.
+pub fn recent_meters(asset: &SnapshotAsset, now_ms: i64, max_age_ms: i64) -> Meters {
+    let fresh = |v: Option<f64>, at: Option<i64>| match (v, at) {
+        (Some(v), Some(at)) if now_ms - at <= max_age_ms && v.is_finite() => (Some(v), Some(at)),
+        _ => (None, None),
+    };
+    let (odometer_km, odometer_at_ms) = fresh(asset.odometer_km, asset.odometer_at_ms);
+    let (fuel_pct, fuel_at_ms) = fresh(asset.fuel_pct, asset.fuel_at_ms);
     Meters {
-        odometer_km: asset.odometer_km.filter(|_| fresh(asset.odometer_at_ms)),
-        fuel_pct: asset.fuel_pct.filter(|_| fresh(asset.fuel_at_ms)),
+        odometer_km,
+        odometer_at_ms,
+        fuel_pct,
+        fuel_at_ms,
     }
 }
 
@@ -375,7 +400,7 @@ pub(crate) mod tests {
     use ed25519_dalek::SigningKey;
     use fleet_protocol::label::Label;
     use fleet_protocol::snapshot::{
-        KioskPolicy, SnapshotAsset, SnapshotBadge, SnapshotKey, SnapshotReservation,
+        KioskPolicy, SnapshotAsset, SnapshotBadge, SnapshotDefect, SnapshotKey, SnapshotReservation,
     };
 
     pub const NOW: i64 = 1_780_000_000_000;
@@ -628,8 +653,19 @@ pub(crate) mod tests {
         assert_eq!(
             check_out(&y.snap, y.ann, y.truck, NOW),
             Err(Refusal::UnsafeDefect {
-                asset: "Truck 3".into()
+                asset: "Truck 3".into(),
+                defects: vec![],
             })
+        );
+        // With the snapshot's summary, the refusal says what the defect is.
+        y.snap.defects = vec![
+            SnapshotDefect::new(y.truck, Some("brakes"), "pedal soft", true),
+            SnapshotDefect::new(y.truck, Some("mirror"), "cracked", false),
+        ];
+        let refused = check_out(&y.snap, y.ann, y.truck, NOW).expect_err("refused");
+        assert_eq!(
+            refused.message(),
+            "Truck 3 has an open safety defect and cannot be handed out: brakes: pedal soft."
         );
         assert!(matches!(
             check_out(&y.snap, y.bob, y.van, NOW),
@@ -653,9 +689,19 @@ pub(crate) mod tests {
     #[test]
     fn only_recent_meter_readings_go_on_a_check_in() {
         let y = Yard::new();
-        let m = recent_meters(y.snap.asset(y.van).expect("van"), NOW);
+        let van = y.snap.asset(y.van).expect("van");
+        let m = recent_meters(van, NOW, 2 * HOUR_MS);
         assert_eq!(m.odometer_km, Some(1234.5));
-        assert_eq!(m.fuel_pct, None, "five hours old");
+        assert_eq!(m.odometer_at_ms, Some(NOW - 60_000));
+        assert_eq!((m.fuel_pct, m.fuel_at_ms), (None, None), "five hours old");
+        let m = recent_meters(van, NOW, DEFAULT_METER_MAX_AGE_MS);
+        assert_eq!(m.fuel_pct, Some(80.0), "within twelve hours");
+        let m = recent_meters(
+            van,
+            NOW + DEFAULT_METER_MAX_AGE_MS,
+            DEFAULT_METER_MAX_AGE_MS,
+        );
+        assert_eq!(m, Meters::default(), "both too old by then");
     }
 
     #[test]
@@ -689,7 +735,10 @@ pub(crate) mod tests {
             },
             Refusal::WalkUpRefused,
             Refusal::WalkUpQueued,
-            Refusal::UnsafeDefect { asset: "X".into() },
+            Refusal::UnsafeDefect {
+                asset: "X".into(),
+                defects: vec![],
+            },
             Refusal::AlreadyCheckedOut { asset: "X".into() },
             Refusal::SnapshotMissing,
             Refusal::SnapshotExpired { valid_until_ms: 0 },

@@ -71,6 +71,7 @@ function render(v) {
   } else if (v.step !== prev) {
     res.hidden = true;
   }
+  renderVehicle(v);
   $("confirm-box").hidden = v.step !== "confirm";
   $("checkin-box").hidden = v.step !== "check_in";
   $("cancel").hidden = v.step === "idle";
@@ -83,6 +84,47 @@ function render(v) {
   } else if (prev === "check_in" || prev === null) {
     resetForm();
   }
+}
+
+// Readings and open defects of the vehicle at hand; on an unsafe-defect
+// refusal, what the defects are.
+function utc(ms) {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+function renderVehicle(v) {
+  const f = v.flow;
+  let defects = [];
+  let meters = "";
+  if (v.step === "refused" && f.reason && f.reason.code === "unsafe_defect") {
+    defects = (f.reason.defects || []).map((text) => ({ text, unsafe: true }));
+  } else if (v.vehicle) {
+    defects = v.vehicle.defects.map((d) => ({
+      text: d.item ? `${d.item}: ${d.note}` : d.note,
+      unsafe: d.unsafe,
+    }));
+    const m = v.vehicle.meters;
+    const parts = [];
+    if (m && m.odometer_km !== null) {
+      parts.push(`Odometer ${Math.round(m.odometer_km).toLocaleString("en-GB")} km (${utc(m.odometer_at_ms)})`);
+    }
+    if (m && m.fuel_pct !== null) {
+      parts.push(`Fuel ${Math.round(m.fuel_pct)}% (${utc(m.fuel_at_ms)})`);
+    }
+    if (v.step === "check_in") meters = parts.length ? parts.join(" · ") : "No recent odometer or fuel reading";
+  }
+  const show = v.step === "check_in" || defects.length > 0;
+  $("vehicle-box").hidden = !show;
+  $("meters").textContent = meters;
+  $("meters").hidden = meters === "";
+  $("defects-box").hidden = defects.length === 0;
+  $("defects-title").textContent = v.step === "refused" ? "Why: open safety defects" : "Open defects";
+  const list = $("defects");
+  list.replaceChildren(...defects.map((d) => {
+    const li = document.createElement("li");
+    li.textContent = d.text;
+    li.className = d.unsafe ? "unsafe" : "";
+    return li;
+  }));
 }
 
 function resetForm() {
