@@ -11,6 +11,7 @@ pub mod docs;
 pub mod http;
 pub mod labels;
 pub mod live;
+pub mod mail;
 pub mod reservations;
 pub mod rollout;
 pub mod sealing;

@@ -8,6 +8,7 @@ pub mod maintenance;
 pub mod pdf;
 pub mod report;
 pub mod rollup;
+pub mod schedule;
 
 /// Milliseconds in a day and an hour.
 pub const DAY_MS: i64 = 86_400_000;

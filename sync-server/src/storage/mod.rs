@@ -18,8 +18,10 @@ pub mod assets;
 pub mod control;
 pub mod inspections;
 pub mod kiosk;
+pub mod mail;
 pub mod migration;
 pub mod postgres;
+pub mod reports;
 pub mod reservations;
 pub mod sqlite;
 pub mod stream;
@@ -38,6 +40,8 @@ pub mod conformance_control;
 pub mod conformance_inspections;
 #[cfg(test)]
 pub mod conformance_kiosk;
+#[cfg(test)]
+pub mod conformance_mail;
 #[cfg(test)]
 pub mod conformance_reservations;
 #[cfg(test)]
@@ -212,6 +216,8 @@ pub trait Storage:
     + assets::AssetStore
     + control::ControlStore
     + kiosk::KioskStore
+    + mail::MailStore
+    + reports::ReportStore
     + reservations::ReservationStore
     + inspections::InspectionStore
     + Send

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "inspections",
         sql: include_str!("../../../../migrations/server-postgres/0009_inspections.sql"),
     },
+    Migration {
+        version: 12,
+        name: "mail_reports",
+        sql: include_str!("../../../../migrations/server-postgres/0012_mail_reports.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

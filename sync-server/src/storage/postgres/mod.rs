@@ -12,6 +12,7 @@ mod control;
 mod ingest;
 mod inspections;
 mod kiosk;
+mod mail;
 pub mod migrate;
 pub mod partitions;
 mod reservations;
@@ -828,4 +829,5 @@ mod conformance {
     crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());
     crate::conformance_control_suite!(optional super::testing::fresh());
+    crate::conformance_mail_suite!(optional super::testing::fresh());
 }

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "inspections",
         sql: include_str!("../../../../migrations/server-sqlite/0009_inspections.sql"),
     },
+    Migration {
+        version: 12,
+        name: "mail_reports",
+        sql: include_str!("../../../../migrations/server-sqlite/0012_mail_reports.sql"),
+    },
 ];
 
 pub struct Pool {

@@ -8,6 +8,7 @@ mod control;
 pub(crate) mod ingest;
 mod inspections;
 mod kiosk;
+mod mail;
 mod reservations;
 mod stream;
 
@@ -592,6 +593,7 @@ mod conformance {
     crate::conformance_analytics_suite!(fresh());
     crate::conformance_inspections_suite!(fresh());
     crate::conformance_assets_suite!(fresh());
+    crate::conformance_mail_suite!(fresh());
 }
 
 #[cfg(test)]
