@@ -1,8 +1,10 @@
 //! Who is calling the operator API and what they may do.
 //!
-//! Every `/api/v1` request carries an API key as `Authorization: Bearer KEY`. A key
-//! belongs to one tenant, has a [`Role`] and optionally a narrower set of
-//! [`Capability`]s (its scopes), may expire and may be revoked. Handlers take a
+//! Every `/api/v1` request carries an API key as `Authorization: Bearer KEY`, or
+//! the session cookie of a user who logged in with a password (see
+//! [`super::session`]). A key belongs to one tenant, has a [`Role`] and
+//! optionally a narrower set of [`Capability`]s (its scopes), may expire and may
+//! be revoked; a session has its user's role. Handlers take a
 //! [`Caller`] and ask `caller.require(Capability::X)?`; they record what they
 //! changed with [`AppState::audit`]. The server operator's key is separate
 //! ([`Operator`]) and only creates and configures tenants.
@@ -11,12 +13,16 @@
 
 use super::error::ApiError;
 use super::limits::RateLimiter;
+use super::session::{
+    cookie, csrf_token, hash_password, parse_session_cookie, PasswordCost, CSRF_HEADER,
+    SESSION_COOKIE,
+};
 use crate::storage::access::{ActorKind, AuditEntry, KeyAuth};
 use crate::storage::now_ms;
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -203,12 +209,23 @@ pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The server-wide part of access control: the operator key and the rate limiters.
+/// The server-wide part of access control: the operator key, the rate limiters
+/// and how sessions are made.
 pub struct AccessState {
     operator_key_hash: Option<[u8; 32]>,
     pub key_limiter: RateLimiter,
     pub device_limiter: RateLimiter,
+    /// Login attempts, per user and per client address.
+    pub login_limiter: RateLimiter,
+    /// The server speaks TLS itself, so session cookies are `Secure`.
+    pub tls: bool,
+    pub session_ttl_ms: i64,
+    pub password_cost: PasswordCost,
+    decoy_hash: std::sync::OnceLock<String>,
 }
+
+/// A session lasts a working day unless the user logs out.
+pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
 
 impl AccessState {
     pub fn new(operator_key: Option<&str>) -> Self {
@@ -219,7 +236,22 @@ impl AccessState {
                 .map(hash_key),
             key_limiter: RateLimiter::default(),
             device_limiter: RateLimiter::default(),
+            login_limiter: RateLimiter::default(),
+            tls: false,
+            session_ttl_ms: SESSION_TTL_MS,
+            password_cost: PasswordCost::DEFAULT,
+            decoy_hash: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A password hash no password matches (well, one nobody knows), made at
+    /// the server's cost so checking it takes as long as checking a real one.
+    pub fn decoy_password_hash(&self) -> String {
+        self.decoy_hash
+            .get_or_init(|| {
+                hash_password(self.password_cost, &crate::storage::random_secret("decoy_"))
+            })
+            .clone()
     }
 
     fn is_operator(&self, hash: &[u8; 32]) -> bool {
@@ -268,8 +300,11 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 pub struct Caller {
     pub tenant: Uuid,
     pub role: Role,
+    /// The API key; for a user's session, the session's id.
     pub key_id: Uuid,
     pub user_id: Option<Uuid>,
+    /// Set when the caller is a user's session rather than an API key.
+    pub session_id: Option<Uuid>,
     /// The key's scopes; `None`: everything its role may do.
     pub scopes: Option<Vec<Capability>>,
     pub features: BTreeMap<String, bool>,
@@ -328,6 +363,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            if let Some(value) = cookie(&parts.headers, SESSION_COOKIE) {
+                return session_caller(parts, state, value).await;
+            }
+        }
         let hash = hash_key(bearer(&parts.headers)?);
         let Some(KeyAuth {
             key,
@@ -398,11 +438,99 @@ impl FromRequestParts<AppState> for Caller {
             role: key.role,
             key_id: key.key_id,
             user_id: key.user_id,
+            session_id: None,
             scopes: key.scopes,
             features: settings.features,
             request_id: request_id(&parts.headers),
         })
     }
+}
+
+/// Whether a request may change something (and so needs the CSRF token when a
+/// cookie authenticates it).
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn session_invalid() -> ApiError {
+    ApiError::unauthorized("session_invalid", "the session is not valid; log in again")
+}
+
+/// The caller of a request that a session cookie authenticates.
+async fn session_caller(parts: &Parts, state: &AppState, value: &str) -> Result<Caller, ApiError> {
+    let (tenant, secret) = parse_session_cookie(value).ok_or_else(session_invalid)?;
+    let session = state
+        .storage
+        .session_by_hash(tenant, crate::storage::sha256(secret.as_bytes()))
+        .await?
+        .ok_or_else(session_invalid)?;
+    if now_ms() >= session.expires_at_ms {
+        return Err(ApiError::unauthorized(
+            "session_expired",
+            "the session has expired; log in again",
+        ));
+    }
+    if changes_state(&parts.method) {
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let want = csrf_token(secret);
+        let same = sent.len() == want.len()
+            && constant_time_eq(
+                &crate::storage::sha256(sent.as_bytes()),
+                &crate::storage::sha256(want.as_bytes()),
+            );
+        if !same {
+            return Err(ApiError::forbidden(
+                "csrf_failed",
+                "a change made with a session cookie needs the session's X-CSRF-Token header",
+            ));
+        }
+    }
+    let user = state
+        .storage
+        .user(tenant, session.user_id)
+        .await?
+        .ok_or_else(session_invalid)?;
+    if user.disabled {
+        return Err(ApiError::unauthorized(
+            "user_disabled",
+            "this user is disabled",
+        ));
+    }
+    let settings = state
+        .storage
+        .tenant_info(tenant)
+        .await?
+        .ok_or_else(session_invalid)?
+        .settings;
+    let per_min = settings
+        .api_rate_per_min
+        .unwrap_or(state.settings.default_api_rate_per_min);
+    state
+        .access
+        .key_limiter
+        .check(session.session_id, per_min)
+        .map_err(|wait| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("a session may make {per_min} requests a minute"),
+            )
+            .with_retry_after(wait)
+        })?;
+    Ok(Caller {
+        tenant,
+        role: user.role,
+        key_id: session.session_id,
+        user_id: Some(user.user_id),
+        session_id: Some(session.session_id),
+        scopes: None,
+        features: settings.features,
+        request_id: request_id(&parts.headers),
+    })
 }
 
 /// The server operator: the holder of `--operator-key-file` / `FLEET_OPERATOR_KEY`.
@@ -457,8 +585,12 @@ impl AppState {
                 tenant_id: caller.tenant,
                 audit_id: Uuid::new_v4(),
                 at_ms: now_ms(),
-                actor_kind: ActorKind::Key,
-                actor_key_id: Some(caller.key_id),
+                actor_kind: if caller.session_id.is_some() {
+                    ActorKind::Session
+                } else {
+                    ActorKind::Key
+                },
+                actor_key_id: caller.session_id.is_none().then_some(caller.key_id),
                 actor_user_id: caller.user_id,
                 action: action.to_owned(),
                 target: target.into(),
@@ -551,6 +683,7 @@ mod tests {
             role,
             key_id: Uuid::nil(),
             user_id: None,
+            session_id: None,
             scopes,
             features: BTreeMap::from([("kiosk".to_owned(), false)]),
             request_id: "r".into(),

@@ -232,13 +232,19 @@ pub async fn revoke(
 /// Who the caller is: tenant, key, user, what it may do, the tenant's flags and limits.
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let now = now_ms();
-    let key = state
-        .storage
-        .list_keys(caller.tenant)
-        .await?
-        .into_iter()
-        .find(|k| k.key_id == caller.key_id)
-        .ok_or_else(|| ApiError::unauthorized("bad_api_key", "the API key is not valid"))?;
+    // A user's session has no key to show.
+    let key = match caller.session_id {
+        Some(_) => None,
+        None => Some(
+            state
+                .storage
+                .list_keys(caller.tenant)
+                .await?
+                .into_iter()
+                .find(|k| k.key_id == caller.key_id)
+                .ok_or_else(|| ApiError::unauthorized("bad_api_key", "the API key is not valid"))?,
+        ),
+    };
     let user = match caller.user_id {
         Some(u) => state.storage.user(caller.tenant, u).await?,
         None => None,
@@ -249,7 +255,8 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
         "tenant_name": tenant.as_ref().map(|t| t.name.clone()),
         "role": caller.role,
         "capabilities": caller.capabilities(),
-        "key": key_json(&key, now),
+        "key": key.as_ref().map(|k| key_json(k, now)),
+        "session": caller.session_id.is_some(),
         "user": user.as_ref().map(super::users::user_json),
         "features": super::tenants::features_json(&caller.features),
         "limits": tenant.map(|t| super::tenants::limits_json(&t.settings, &state.settings)),

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 mod operator;
 pub mod reservations;
+pub mod session;
 pub mod snapshot;
 pub mod stream;
 pub mod tenants;
@@ -105,7 +106,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(keys::me))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", delete(keys::revoke))
+        .route(
+            "/api/v1/session",
+            post(session::login).delete(session::logout),
+        )
         .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{id}/password",
+            axum::routing::put(session::set_password),
+        )
         .route(
             "/api/v1/users/{id}",
             get(users::get).patch(users::update).delete(users::delete),

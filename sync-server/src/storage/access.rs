@@ -112,6 +112,8 @@ pub enum ActorKind {
     Operator,
     /// `fleet-sync admin` on the server itself.
     Cli,
+    /// A user's dashboard session (`actor_user_id`).
+    Session,
 }
 
 impl ActorKind {
@@ -120,6 +122,7 @@ impl ActorKind {
             ActorKind::Key => "key",
             ActorKind::Operator => "operator",
             ActorKind::Cli => "cli",
+            ActorKind::Session => "session",
         }
     }
 
@@ -128,6 +131,7 @@ impl ActorKind {
             "key" => Some(ActorKind::Key),
             "operator" => Some(ActorKind::Operator),
             "cli" => Some(ActorKind::Cli),
+            "session" => Some(ActorKind::Session),
             _ => None,
         }
     }

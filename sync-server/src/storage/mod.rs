@@ -23,6 +23,7 @@ pub mod migration;
 pub mod postgres;
 pub mod reports;
 pub mod reservations;
+pub mod sessions;
 pub mod sqlite;
 pub mod stream;
 
@@ -44,6 +45,8 @@ pub mod conformance_kiosk;
 pub mod conformance_mail;
 #[cfg(test)]
 pub mod conformance_reservations;
+#[cfg(test)]
+pub mod conformance_sessions;
 #[cfg(test)]
 pub mod conformance_stream;
 
@@ -219,6 +222,7 @@ pub trait Storage:
     + mail::MailStore
     + reports::ReportStore
     + reservations::ReservationStore
+    + sessions::SessionStore
     + inspections::InspectionStore
     + Send
     + Sync

@@ -16,6 +16,7 @@ mod mail;
 pub mod migrate;
 pub mod partitions;
 mod reservations;
+mod sessions;
 mod stream;
 pub mod testing;
 #[cfg(test)]
@@ -829,5 +830,6 @@ mod conformance {
     crate::conformance_assets_suite!(optional super::testing::fresh());
     crate::conformance_access_suite!(optional super::testing::fresh());
     crate::conformance_control_suite!(optional super::testing::fresh());
+    crate::conformance_sessions_suite!(optional super::testing::fresh());
     crate::conformance_mail_suite!(optional super::testing::fresh());
 }

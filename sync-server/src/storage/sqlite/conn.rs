@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0009_inspections.sql"),
     },
     Migration {
+        version: 11,
+        name: "sessions",
+        sql: include_str!("../../../../migrations/server-sqlite/0011_sessions.sql"),
+    },
+    Migration {
         version: 12,
         name: "mail_reports",
         sql: include_str!("../../../../migrations/server-sqlite/0012_mail_reports.sql"),

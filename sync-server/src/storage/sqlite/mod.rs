@@ -10,6 +10,7 @@ mod inspections;
 mod kiosk;
 mod mail;
 mod reservations;
+mod sessions;
 mod stream;
 
 pub use conn::MIGRATIONS;
@@ -593,6 +594,7 @@ mod conformance {
     crate::conformance_analytics_suite!(fresh());
     crate::conformance_inspections_suite!(fresh());
     crate::conformance_assets_suite!(fresh());
+    crate::conformance_sessions_suite!(fresh());
     crate::conformance_mail_suite!(fresh());
 }
 
