@@ -439,6 +439,15 @@ async fn main() -> anyhow::Result<()> {
                 state.clone(),
                 std::time::Duration::from_secs(60),
             );
+            // The email outbox, and scheduled reports into it.
+            let _mail = fleet_sync::mail::sender::spawn(
+                state.clone(),
+                fleet_sync::mail::MailSettings::default(),
+            );
+            let _reports = fleet_sync::analytics::scheduled::spawn(
+                state.clone(),
+                std::time::Duration::from_secs(60),
+            );
             let operator_key = match operator_key_file {
                 Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
                     format!("reading the operator key file {}", path.display())

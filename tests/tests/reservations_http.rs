@@ -23,11 +23,21 @@ struct Server {
     storage: Arc<dyn Storage>,
     http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
+    _mail: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
     async fn start(storage: Arc<dyn Storage>) -> Server {
         let state = fleet_sync::AppState::new(storage.clone());
+        // Reservation emails go through the outbox and its sender.
+        let mail = fleet_sync::mail::sender::spawn(
+            state.clone(),
+            fleet_sync::mail::MailSettings {
+                poll: Duration::from_millis(100),
+                retry_base: Duration::from_millis(200),
+                ..Default::default()
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -43,6 +53,7 @@ impl Server {
                 .build()
                 .unwrap(),
             _stop: stop,
+            _mail: mail,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod pdf;
 pub mod report;
 pub mod rollup;
 pub mod schedule;
+pub mod scheduled;
 
 /// Milliseconds in a day and an hour.
 pub const DAY_MS: i64 = 86_400_000;

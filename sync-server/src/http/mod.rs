@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openapi;
 mod operator;
+pub mod reports;
 pub mod reservations;
 pub mod session;
 pub mod snapshot;
@@ -241,6 +242,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/analytics/settings",
             get(analytics::get_settings).put(analytics::put_settings),
         )
+        .route(
+            "/api/v1/report-schedules",
+            get(reports::list_schedules).post(reports::create_schedule),
+        )
+        .route(
+            "/api/v1/report-schedules/{id}",
+            get(reports::get_schedule)
+                .put(reports::update_schedule)
+                .delete(reports::delete_schedule),
+        )
+        .route("/api/v1/report-schedules/{id}/runs", get(reports::list_runs))
+        .route("/api/v1/mail", get(reports::list_mail))
+        .route("/api/v1/mail/{message_id}/retry", post(reports::retry_mail))
         .route(
             "/api/v1/maintenance/schedules",
             get(maintenance::list_schedules).post(maintenance::create_schedule),

@@ -30,6 +30,7 @@ pub fn fragments() -> Vec<Value> {
         super::control::openapi(),
         super::analytics::openapi(),
         super::maintenance::openapi(),
+        super::reports::openapi(),
     ]
 }
 

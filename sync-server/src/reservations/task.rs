@@ -4,10 +4,11 @@
 //! safe on several replicas: every change is a conditional update at the
 //! version read, so only the replica whose update lands sends the notice.
 //!
-//! Also the email side of notifications (SMTP through `lettre`).
+//! Also the email side of notifications: queued in the mail outbox.
 
 use super::notify::{self, Notice};
 use super::schedule::{change_for, decide, Action};
+use crate::storage::mail::NewMail;
 use crate::storage::reservations::{ReservationFilter, Status, Write};
 use crate::storage::StorageError;
 use crate::AppState;
@@ -18,7 +19,6 @@ use uuid::Uuid;
 
 /// Bookings looked at per tenant, per status, per pass.
 const PASS_LIMIT: u32 = 500;
-const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -148,9 +148,10 @@ pub fn spawn(state: AppState, every: Duration) -> watch::Sender<bool> {
     tx
 }
 
-/// Sends the notice to the driver by email when the tenant configured SMTP
-/// and the driver has an address. In the background: the request that caused
-/// it does not wait for the mail server, and a failure is logged.
+/// Queues the notice to the driver in the mail outbox when the tenant
+/// configured SMTP and the driver has an address; the mail sender
+/// (`mail::sender`) delivers it with retries. The message id comes from the
+/// notice's event id, so a second replica or a retry queues it once.
 pub async fn email(
     state: &AppState,
     tenant: Uuid,
@@ -165,7 +166,9 @@ pub async fn email(
             return;
         }
     };
-    let Some(smtp) = settings.smtp else { return };
+    if settings.smtp.is_none() {
+        return;
+    }
     let user = match state.storage.user(tenant, r.user_id).await {
         Ok(Some(u)) if !u.disabled => u,
         Ok(_) => return,
@@ -175,51 +178,20 @@ pub async fn email(
         }
     };
     let (subject, body) = notify::email(notice, r, vehicle, &user.name);
-    let reservation = r.id;
-    tokio::spawn(async move {
-        if let Err(e) = send(&smtp, &user.name, &user.email, &subject, body).await {
-            tracing::warn!(%tenant, %reservation, host = %smtp.host, "reservation email not sent: {e}");
-        }
-    });
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MailError {
-    #[error("bad address: {0}")]
-    Address(#[from] lettre::address::AddressError),
-    #[error("cannot build the message: {0}")]
-    Message(#[from] lettre::error::Error),
-    #[error("SMTP: {0}")]
-    Smtp(#[from] lettre::transport::smtp::Error),
-}
-
-/// One message through the tenant's SMTP server.
-pub async fn send(
-    smtp: &crate::storage::reservations::SmtpSettings,
-    to_name: &str,
-    to_addr: &str,
-    subject: &str,
-    body: String,
-) -> Result<(), MailError> {
-    use lettre::message::{header::ContentType, Mailbox};
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let message = Message::builder()
-        .from(smtp.from.parse::<Mailbox>()?)
-        .to(Mailbox::new(Some(to_name.to_owned()), to_addr.parse()?))
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)?;
-    let mut builder = if smtp.starttls {
-        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?
-    } else {
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+    let mail = NewMail {
+        message_id: crate::mail::message_id(&notice.event_id(r)),
+        source: "reservation".into(),
+        to_addr: user.email,
+        to_name: Some(user.name),
+        subject,
+        body,
+        attachment: None,
+    };
+    if let Err(e) = state
+        .storage
+        .enqueue_mail(tenant, &[mail], crate::storage::now_ms())
+        .await
+    {
+        tracing::warn!(%tenant, reservation = %r.id, "could not queue the reservation email: {e}");
     }
-    .port(smtp.port)
-    .timeout(Some(SMTP_TIMEOUT));
-    if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
-        builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
-    }
-    builder.build().send(message).await?;
-    Ok(())
 }
