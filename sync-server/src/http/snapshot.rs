@@ -5,7 +5,8 @@
 use super::device::authenticate;
 use super::error::ApiError;
 use super::kiosk::tenant_signing_key;
-use crate::storage::kiosk::LabelRecord;
+use crate::storage::inspections::{DefectRecord, Severity};
+use crate::storage::kiosk::{GatewayReadings, LabelRecord};
 use crate::storage::{now_ms, StorageError};
 use crate::AppState;
 use axum::extract::State;
@@ -13,7 +14,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::Json;
 use fleet_protocol::label::{KeyId, LabelKind};
 use fleet_protocol::snapshot::{
-    SignedSnapshot, Snapshot, SnapshotAsset, SnapshotBadge, SnapshotKey, SnapshotReservation,
+    SignedSnapshot, Snapshot, SnapshotAsset, SnapshotBadge, SnapshotDefect, SnapshotKey,
+    SnapshotReservation, MAX_DEFECTS_PER_ASSET,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -94,7 +96,8 @@ pub async fn reservations_for_snapshot(
 }
 
 /// The snapshot body: policy, labels (assets, keys with slots, badges with
-/// revocations, short codes) and reservations.
+/// revocations, short codes), the gateways' last odometer and fuel readings,
+/// open defects and reservations.
 pub async fn build_snapshot(
     state: &AppState,
     tenant: Uuid,
@@ -105,8 +108,8 @@ pub async fn build_snapshot(
     snap.policy = state.storage.kiosk_policy(tenant).await?;
     let labels = state.storage.list_labels(tenant).await?;
     fill_labels(&mut snap, &labels);
-    let blocked = state.storage.open_unsafe_defects(tenant).await?;
-    mark_unsafe(&mut snap, &blocked);
+    fill_readings(&mut snap, &state.storage.gateway_readings(tenant).await?);
+    fill_defects(&mut snap, &state.storage.open_defects(tenant, None).await?);
     snap.reservations = reservations_for_snapshot(state, tenant, yard, now_ms).await?;
     Ok(snap)
 }
@@ -126,8 +129,7 @@ fn fill_labels(snap: &mut Snapshot, labels: &[LabelRecord]) {
                 slot: l.slot.unwrap_or(0),
                 revoked,
             }),
-            // Defects are marked by `mark_unsafe`; readings are not known to
-            // the server yet: the kiosk shows none rather than stale ones.
+            // Readings and defects are filled in by `fill_readings` and `fill_defects`.
             LabelKind::Asset | LabelKind::Vehicle => snap.assets.push(SnapshotAsset {
                 id: l.id,
                 kind: l.kind,
@@ -146,10 +148,41 @@ fn fill_labels(snap: &mut Snapshot, labels: &[LabelRecord]) {
     }
 }
 
-/// Flags the assets with an open unsafe defect: kiosks refuse to hand them out.
-fn mark_unsafe(snap: &mut Snapshot, blocked: &[(Uuid, String)]) {
+/// Each asset's gateway readings, as stored; the kiosk decides what is recent.
+fn fill_readings(snap: &mut Snapshot, readings: &[GatewayReadings]) {
     for a in &mut snap.assets {
-        a.unsafe_defect = blocked.iter().any(|(id, _)| *id == a.id);
+        if let Some(r) = readings.iter().find(|r| r.asset_id == a.id) {
+            a.odometer_km = r.odometer_km;
+            a.odometer_at_ms = r.odometer_at_ms;
+            a.fuel_pct = r.fuel_pct;
+            a.fuel_at_ms = r.fuel_at_ms;
+        }
+    }
+}
+
+/// Flags the assets with an open unsafe defect (kiosks refuse to hand them
+/// out) and lists each asset's open defects, unsafe ones first, at most
+/// [`MAX_DEFECTS_PER_ASSET`] each, texts bounded.
+fn fill_defects(snap: &mut Snapshot, open: &[DefectRecord]) {
+    let assets: Vec<Uuid> = snap.assets.iter().map(|a| a.id).collect();
+    for a in &mut snap.assets {
+        a.unsafe_defect = open
+            .iter()
+            .any(|d| d.asset_id == a.id && d.severity == Severity::Unsafe);
+    }
+    for id in assets {
+        let mut mine: Vec<&DefectRecord> = open.iter().filter(|d| d.asset_id == id).collect();
+        // Stable: oldest first within each severity, as stored.
+        mine.sort_by_key(|d| d.severity != Severity::Unsafe);
+        snap.defects
+            .extend(mine.into_iter().take(MAX_DEFECTS_PER_ASSET).map(|d| {
+                SnapshotDefect::new(
+                    id,
+                    d.item.as_deref(),
+                    &d.description,
+                    d.severity == Severity::Unsafe,
+                )
+            }));
     }
 }
 
@@ -172,6 +205,67 @@ pub async fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn defect(asset: Uuid, n: u128, severity: Severity, text: &str) -> DefectRecord {
+        DefectRecord {
+            id: Uuid::from_u128(n),
+            inspection_id: Uuid::from_u128(1000 + n),
+            asset_id: asset,
+            item: Some("item".into()),
+            description: text.into(),
+            severity,
+            created_at_ms: n as i64,
+            repair: None,
+        }
+    }
+
+    #[test]
+    fn defects_are_listed_unsafe_first_and_bounded_per_asset() {
+        let (van, car) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut snap = Snapshot::empty(Uuid::nil(), "main", 0, 1);
+        for (id, name) in [(van, "Van"), (car, "Car")] {
+            fill_labels(
+                &mut snap,
+                &[LabelRecord {
+                    id,
+                    kind: LabelKind::Vehicle,
+                    name: name.into(),
+                    asset_id: None,
+                    slot: None,
+                    short_code: format!("C{id}"),
+                    text: String::new(),
+                    expires_at_s: None,
+                    created_at_ms: 0,
+                    revoked_at_ms: None,
+                }],
+            );
+        }
+        let mut open: Vec<DefectRecord> = (0..8)
+            .map(|n| defect(van, n, Severity::Safe, &format!("scratch {n}")))
+            .collect();
+        open.push(defect(
+            van,
+            9,
+            Severity::Unsafe,
+            &"brake pedal soft ".repeat(20),
+        ));
+        open.push(defect(car, 10, Severity::Safe, "mirror loose"));
+        fill_defects(&mut snap, &open);
+        assert!(snap.asset(van).unwrap().unsafe_defect);
+        assert!(
+            !snap.asset(car).unwrap().unsafe_defect,
+            "a safe defect does not block"
+        );
+        let vans: Vec<_> = snap.defects_of(van).collect();
+        assert_eq!(vans.len(), MAX_DEFECTS_PER_ASSET);
+        assert!(vans[0].is_unsafe && vans[0].note.starts_with("brake pedal soft"));
+        assert!(vans[0].note.chars().count() <= fleet_protocol::snapshot::MAX_DEFECT_TEXT);
+        assert_eq!(vans[1].note, "scratch 0", "then the oldest");
+        assert_eq!(
+            snap.defects_of(car).next().unwrap().summary(),
+            "item: mirror loose"
+        );
+    }
 
     #[test]
     fn yards_are_short_plain_names() {

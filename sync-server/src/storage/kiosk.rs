@@ -200,4 +200,38 @@ pub trait KioskStore: Send + Sync {
     /// Indexes a complete blob; indexing one already there keeps the first.
     async fn index_blob(&self, tenant: Uuid, blob: &BlobRecord) -> Result<(), StorageError>;
     async fn blob(&self, tenant: Uuid, sha256: &str) -> Result<Option<BlobRecord>, StorageError>;
+
+    /// The newest odometer and fuel level of each asset whose gateway
+    /// reported one, for the kiosk snapshot: the odometer from the newest day
+    /// rollup that has one, timed by that day's last event; the fuel level as
+    /// ingest last kept it. Retired assets and assets without a gateway are
+    /// left out.
+    async fn gateway_readings(&self, tenant: Uuid) -> Result<Vec<GatewayReadings>, StorageError>;
+}
+
+/// What a vehicle's gateway last reported, by asset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayReadings {
+    pub asset_id: Uuid,
+    pub odometer_km: Option<f64>,
+    pub odometer_at_ms: Option<i64>,
+    pub fuel_pct: Option<f64>,
+    pub fuel_at_ms: Option<i64>,
+}
+
+/// The snapshot's readings query, the same SQL on both backends but for the
+/// placeholder: one row per asset, the newest day with an odometer found
+/// through the `(tenant_id, device_id, day)` key.
+pub(crate) fn gateway_readings_sql(tenant_param: &str) -> String {
+    format!(
+        "SELECT a.asset_id, d.odometer_max_km, d.last_ms, f.level_pct, f.time_ms
+         FROM assets a
+         LEFT JOIN vehicle_day d ON d.tenant_id = a.tenant_id AND d.device_id = a.device_id
+             AND d.day = (SELECT max(x.day) FROM vehicle_day x WHERE x.tenant_id = a.tenant_id
+                          AND x.device_id = a.device_id AND x.odometer_max_km IS NOT NULL)
+         LEFT JOIN fuel_levels f ON f.tenant_id = a.tenant_id AND f.device_id = a.device_id
+         WHERE a.tenant_id = {tenant_param} AND a.device_id IS NOT NULL AND a.retired_at_ms IS NULL
+             AND (d.odometer_max_km IS NOT NULL OR f.level_pct IS NOT NULL)
+         ORDER BY a.asset_id"
+    )
 }

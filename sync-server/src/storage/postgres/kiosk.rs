@@ -3,8 +3,8 @@
 use super::{is_unique_violation, pg, PgStorage, PgTx};
 use crate::storage::access::AuditEntry;
 use crate::storage::kiosk::{
-    parse_walk_up, walk_up_str, BlobRecord, ConflictRecord, ConflictResolution, CustodyHolder,
-    KioskStore, LabelRecord, StoredSigningKey,
+    gateway_readings_sql, parse_walk_up, walk_up_str, BlobRecord, ConflictRecord,
+    ConflictResolution, CustodyHolder, GatewayReadings, KioskStore, LabelRecord, StoredSigningKey,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -492,5 +492,24 @@ impl KioskStore for PgStorage {
             device_id: r.get(3),
             stored_at_ms: r.get(4),
         }))
+    }
+
+    async fn gateway_readings(&self, tenant: Uuid) -> Result<Vec<GatewayReadings>, StorageError> {
+        let tx = self.tenant_tx(tenant).await?;
+        let rows = tx
+            .query(&gateway_readings_sql("$1"), &[&tenant])
+            .await
+            .map_err(pg)?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| GatewayReadings {
+                asset_id: r.get(0),
+                odometer_km: r.get(1),
+                odometer_at_ms: r.get(2),
+                fuel_pct: r.get(3),
+                fuel_at_ms: r.get(4),
+            })
+            .collect())
     }
 }

@@ -4,8 +4,8 @@ use super::conn::backend;
 use super::{blob, uuid_at, SqliteStorage};
 use crate::storage::access::AuditEntry;
 use crate::storage::kiosk::{
-    parse_walk_up, walk_up_str, BlobRecord, ConflictRecord, ConflictResolution, CustodyHolder,
-    KioskStore, LabelRecord, StoredSigningKey,
+    gateway_readings_sql, parse_walk_up, walk_up_str, BlobRecord, ConflictRecord,
+    ConflictResolution, CustodyHolder, GatewayReadings, KioskStore, LabelRecord, StoredSigningKey,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -541,6 +541,28 @@ impl KioskStore for SqliteStorage {
                 )
                 .optional()
                 .map_err(backend)
+            })
+            .await
+    }
+
+    async fn gateway_readings(&self, tenant: Uuid) -> Result<Vec<GatewayReadings>, StorageError> {
+        self.pool
+            .read(move |c| {
+                let mut q = c
+                    .prepare_cached(&gateway_readings_sql("?1"))
+                    .map_err(backend)?;
+                let rows = q
+                    .query_map(params![blob(&tenant)], |r| {
+                        Ok(GatewayReadings {
+                            asset_id: uuid_at(r, 0)?,
+                            odometer_km: r.get(1)?,
+                            odometer_at_ms: r.get(2)?,
+                            fuel_pct: r.get(3)?,
+                            fuel_at_ms: r.get(4)?,
+                        })
+                    })
+                    .map_err(backend)?;
+                rows.collect::<Result<_, _>>().map_err(backend)
             })
             .await
     }
