@@ -3,6 +3,7 @@
 //! real enrollment token and syncing over HTTP like a device would. The tenant
 //! is seeded (once) with what a fleet office would have: the vehicles in the
 //! asset catalog linked to their gateways, users with badges, and yard geofences.
+//! A yard kiosk runs the agent's kiosk code too, worked by scripted staff (`kiosk`).
 
 use anyhow::Context;
 use fleet_agent::config::AgentConfig;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod kiosk;
 mod seed;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +47,9 @@ pub struct DemoArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// The yard kiosk's touch UI port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8090)]
+    pub kiosk_port: u16,
 }
 
 /// `DIR/demo.json`: how to reach the demo tenant.
@@ -99,7 +104,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let state = crate::AppState::new(storage.clone());
+    // Kiosk check-in photos and signatures are uploaded as blobs.
+    let state = crate::AppState::new(storage.clone()).with_settings(crate::Settings {
+        blob_dir: Some(args.data.join("blobs")),
+        ..crate::Settings::default()
+    });
     // The background work `serve` does: webhook deliveries and device checks,
     // maintenance alerts, and reservation reminders, no-shows and overdue returns.
     let _webhooks = crate::webhooks::worker::spawn(state.clone(), Default::default());
@@ -155,10 +164,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("seeding the demo's bookings")?;
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
+    let yard_kiosk = kiosk::start(kiosk::KioskSetup {
+        state: &state,
+        api_key: &api_key,
+        tenant: tenant_id,
+        url: &url,
+        data: &args.data,
+        ui_port: args.kiosk_port,
+        seed: args.seed,
+        location: kiosk::depot_location(city, args.seed),
+        stop: stop_rx.clone(),
+    })
+    .await
+    .context("starting the yard kiosk")?;
 
     println!(
-        "\nfleet-sync demo: {} simulated vehicles syncing to {url}\n  dashboard:       {url}/#key={api_key}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
+        "\nfleet-sync demo: {} simulated vehicles and a yard kiosk syncing to {url}\n  dashboard:       {url}/#key={api_key}\n  yard kiosk UI:   {}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
         args.vehicles,
+        yard_kiosk.ui_url,
         demo_path.display()
     );
 
@@ -166,6 +189,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tracing::info!("stopping the demo");
     let _ = stop_tx.send(true);
     outages.abort();
+    yard_kiosk.staff.abort();
+    vehicles.push((kiosk::KIOSK_NAME.to_owned(), yard_kiosk.kiosk));
     for (name, task) in vehicles {
         match task.await {
             Ok(Ok(())) => {}

@@ -77,7 +77,7 @@ pub async fn seed(
                 name: name.into(),
                 make: Some(make.into()),
                 model: Some(model.into()),
-                home_yard: Some("Depot 1".into()),
+                home_yard: Some("depot-1".into()),
                 department: Some("Distribution".into()),
                 ..AssetFields::default()
             };
@@ -208,13 +208,13 @@ pub async fn reservations(state: &AppState, api_key: &str, tenant: Uuid) -> anyh
 }
 
 /// The HTTP API in this process, called as a client would call it.
-struct Api<'a> {
-    router: axum::Router,
-    key: &'a str,
+pub(super) struct Api<'a> {
+    pub(super) router: axum::Router,
+    pub(super) key: &'a str,
 }
 
 impl Api<'_> {
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -256,7 +256,8 @@ fn vehicle(i: usize, name: &str, device: Uuid) -> AssetFields {
             (b'A' + (i % 26) as u8) as char
         )),
         vehicle_group: Some(group.into()),
-        home_yard: Some(format!("Depot {}", i % 3 + 1)),
+        // Named like the yards' geofences: a kiosk asks for its yard by this name.
+        home_yard: Some(format!("depot-{}", i % 3 + 1)),
         department: Some(
             if group == "vans" {
                 "Service"
