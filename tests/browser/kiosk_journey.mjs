@@ -1,7 +1,8 @@
 // A driver's whole visit at the kiosk, in headless Chromium: refused with a
 // revoked badge and a forged code, then a check-out (badge code typed, the key
-// tag "scanned" by the simulated camera path) and a check-in with a rating, a
-// damage mark, a photo and a signature drawn on the pad.
+// tag "scanned" by the simulated camera path) and a check-in, whose screen shows
+// the van's open defect and odometer, with a rating, a damage mark, a photo and
+// a signature drawn on the pad.
 //
 // node kiosk_journey.mjs CASE.json — CASE names the kiosk URL, the codes, the
 // expected slot and where screenshots go. Prints one JSON line and exits 0 when
@@ -100,6 +101,9 @@ try {
   // Check-in: the vehicle's code typed (no camera needed).
   await typeCode(c.vehicle_code);
   await step("check_in");
+  await page.waitForSelector("#defects-box:not([hidden])");
+  text = await page.locator("#vehicle-box").textContent();
+  check("the check-in screen lists the open defect and the odometer", text.includes(c.open_defect) && text.includes(c.odometer), text);
   await page.click('.rate[data-rating="4"]');
   await page.waitForSelector('.rate.chosen[data-rating="4"]');
   const dmg = await page.locator("#damage").boundingBox();

@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
 use fleet_protocol::label::{short_code, Label, LabelKind, TenantTrust};
 use fleet_protocol::snapshot::{
-    KioskPolicy, Snapshot, SnapshotAsset, SnapshotBadge, SnapshotKey, SnapshotReservation, WalkUp,
+    KioskPolicy, Snapshot, SnapshotAsset, SnapshotBadge, SnapshotDefect, SnapshotKey,
+    SnapshotReservation, WalkUp,
 };
 use fleet_tests::process::{free_port, run_output, wait_for};
 use fleet_tests::services::AgentDir;
@@ -109,6 +110,13 @@ fn yard(now_ms: i64) -> Yard {
         start_ms: now_ms - 300_000,
         end_ms: now_ms + 3_600_000,
     }];
+    // Not unsafe: the van still goes out, and its check-in screen lists it.
+    snap.defects = vec![SnapshotDefect::new(
+        van,
+        Some("mirror"),
+        "left mirror cracked",
+        false,
+    )];
     for id in [dana, eve, van, van_key] {
         snap.short_codes.insert(short_code(id), id);
     }
@@ -160,7 +168,7 @@ fn a_driver_checks_out_and_in_on_the_touch_screen_and_the_relay_fires_once() -> 
         format!(
             "version = 1\n[metrics]\nenabled = false\n[device]\nrole = \"kiosk\"\n\
              [kiosk]\nui_port = {port}\nname = \"gate-1\"\nyard = \"north\"\nslots = 4\n\
-             camera_folder = {:?}\ncamera_fps = 2.0\n",
+             [kiosk.camera]\nsource = \"folder\"\npath = {:?}\nfps = 2.0\n",
             camera.display().to_string()
         ),
     )?;
@@ -197,6 +205,8 @@ fn a_driver_checks_out_and_in_on_the_touch_screen_and_the_relay_fires_once() -> 
         "vehicle_code": short_code(y.van),
         "vehicle_name": "Van 7",
         "slot": 2,
+        "open_defect": "mirror: left mirror cracked",
+        "odometer": "Odometer 48,211 km",
     });
     let case_file = tmp.path().join("case.json");
     std::fs::write(&case_file, serde_json::to_vec(&case)?)?;
