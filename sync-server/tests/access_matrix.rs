@@ -224,6 +224,10 @@ async fn run_matrix(storage: Arc<dyn Storage>) {
             continue;
         }
         for (method, op) in item.as_object().unwrap() {
+            // A public operation (login) has no caller to check.
+            if op["security"].as_array().is_some_and(Vec::is_empty) {
+                continue;
+            }
             let needs = required(op);
             let with_body = matches!(method.as_str(), "post" | "put" | "patch");
             let ids: &[&Tenant] = if path.contains('{') { &[&a, &b] } else { &[&a] };

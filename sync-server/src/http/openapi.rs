@@ -19,6 +19,7 @@ pub fn fragments() -> Vec<Value> {
         super::operator::openapi(),
         super::keys::openapi(),
         super::users::openapi(),
+        super::session::openapi(),
         super::tenants::openapi(),
         super::audit::openapi(),
         super::stream::openapi(),
@@ -85,7 +86,8 @@ fn base() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "a tenant's API key (fk_…), or the operator key for /api/v1/tenants" }
+                "bearer": { "type": "http", "scheme": "bearer", "description": "a tenant's API key (fk_…), or the operator key for /api/v1/tenants" },
+                "session": { "type": "apiKey", "in": "cookie", "name": "fleet_session", "description": "a user's session from POST /api/v1/session; changes also need X-CSRF-Token" }
             },
             "schemas": {
                 "Error": {
@@ -204,7 +206,7 @@ pub fn merge(fragments: Vec<Value>) -> Value {
             "description": "Every error is {\"error\": {\"code\", \"message\"}} with a stable snake_case code. Authenticate with `Authorization: Bearer KEY`."
         },
         "servers": [{ "url": "/" }],
-        "security": [{ "bearer": [] }],
+        "security": [{ "bearer": [] }, { "session": [] }],
         "paths": paths,
         "components": { "schemas": schemas, "securitySchemes": security_schemes }
     })

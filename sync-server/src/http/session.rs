@@ -512,3 +512,77 @@ mod tests {
         assert_eq!(csrf_token("a").len(), 64);
     }
 }
+
+/// The OpenAPI fragment of `/api/v1/session` and `/api/v1/users/{id}/password`.
+pub fn openapi() -> Value {
+    use super::openapi::{error_response, json_body, json_response, uuid_param};
+    json!({
+        "paths": {
+            "/api/v1/session": {
+                "post": {
+                    "operationId": "login",
+                    "summary": "Log a user in with a password; sets the fleet_session (HttpOnly) and fleet_csrf cookies",
+                    "description": "Changes made with the session cookie must send the csrf_token as X-CSRF-Token. Every failure is 401 invalid_credentials.",
+                    "tags": ["access"],
+                    "security": [],
+                    "requestBody": json_body(json!({
+                        "type": "object",
+                        "required": ["tenant", "email", "password"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "tenant": { "type": "string", "description": "the tenant's id, or its name when no other tenant has it" },
+                            "email": { "type": "string" },
+                            "password": { "type": "string" }
+                        }
+                    })),
+                    "responses": {
+                        "200": json_response("logged in", json!({
+                            "type": "object",
+                            "required": ["tenant_id", "user", "expires_at", "csrf_token"],
+                            "properties": {
+                                "tenant_id": { "type": "string", "format": "uuid" },
+                                "user": { "$ref": "#/components/schemas/User" },
+                                "expires_at": { "type": "string", "format": "date-time" },
+                                "csrf_token": { "type": "string" }
+                            }
+                        })),
+                        "400": error_response("bad_json"),
+                        "401": error_response("invalid_credentials"),
+                        "429": error_response("rate_limited")
+                    }
+                },
+                "delete": {
+                    "operationId": "logout",
+                    "summary": "End the caller's session and clear its cookies",
+                    "tags": ["access"],
+                    "responses": {
+                        "204": { "description": "logged out" },
+                        "400": error_response("not_a_session: the caller used an API key"),
+                        "403": error_response("csrf_failed")
+                    }
+                }
+            },
+            "/api/v1/users/{id}/password": {
+                "put": {
+                    "operationId": "setUserPassword",
+                    "summary": "Set a user's password (argon2id); ends the user's sessions",
+                    "tags": ["access"],
+                    "x-capability": "manage_users",
+                    "parameters": [uuid_param("id")],
+                    "requestBody": json_body(json!({
+                        "type": "object",
+                        "required": ["password"],
+                        "additionalProperties": false,
+                        "properties": { "password": { "type": "string", "minLength": MIN_PASSWORD_CHARS } }
+                    })),
+                    "responses": {
+                        "204": { "description": "the password is set" },
+                        "400": error_response("bad_json, bad_password"),
+                        "403": error_response("forbidden, out_of_scope, role_exceeds_caller"),
+                        "404": error_response("user_not_found")
+                    }
+                }
+            }
+        }
+    })
+}
