@@ -21,6 +21,7 @@ mod stream;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use migrate::MIGRATIONS;
 
@@ -36,7 +37,8 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::{NoTls, Row};
+pub use tls::{PgTarget, PgTls, SslMode};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// How often at most a tenant's nonces are pruned.
@@ -69,7 +71,8 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 
 pub struct PgStorage {
     pool: Pool,
-    config: tokio_postgres::Config,
+    target: PgTarget,
+    connector: tls::MakeRustlsConnect,
     last_nonce_prune_ms: Arc<AtomicI64>,
 }
 
@@ -161,22 +164,27 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StorageError> {
 }
 
 impl PgStorage {
-    /// Connects to `url` (`postgres://user:pass@host/db`), migrates the schema and
-    /// creates the coming months' event partitions.
+    /// Connects to `url` (`postgres://user:pass@host/db`, with libpq's `sslmode`
+    /// and `sslrootcert` if wanted: see [`tls`]), migrates the schema and creates
+    /// the coming months' event partitions.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StorageError::Invalid(format!("database URL: {e}")))?;
-        Self::connect_with(config).await
+        Self::connect_target(PgTarget::parse(url)?).await
     }
 
+    /// [`PgStorage::connect`] with a parsed configuration; TLS as its `ssl_mode`
+    /// says, without certificate checks.
     pub async fn connect_with(config: tokio_postgres::Config) -> Result<Self, StorageError> {
-        let mut client = Self::dedicated(&config).await?;
+        Self::connect_target(PgTarget::from_config(config)).await
+    }
+
+    pub async fn connect_target(target: PgTarget) -> Result<Self, StorageError> {
+        let connector = target.tls.connector()?;
+        let mut client = dedicated_via(&target, connector.clone()).await?;
         migrate::migrate(&mut client).await?;
         partitions::ensure_ahead(&mut client, now_ms(), PARTITIONS_AHEAD).await?;
         let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
+            target.config.clone(),
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -187,23 +195,23 @@ impl PgStorage {
             .map_err(|e| StorageError::Backend(e.to_string()))?;
         Ok(PgStorage {
             pool,
-            config,
+            target,
+            connector,
             last_nonce_prune_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 
     /// A connection outside the pool (migrations, partition maintenance); it
-    /// closes when dropped.
+    /// closes when dropped. TLS as the config's `ssl_mode` says.
     pub async fn dedicated(
         config: &tokio_postgres::Config,
     ) -> Result<tokio_postgres::Client, StorageError> {
-        let (client, connection) = config.connect(NoTls).await.map_err(pg)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("postgres connection ended: {e}");
-            }
-        });
-        Ok(client)
+        PgTarget::from_config(config.clone()).connect().await
+    }
+
+    /// A connection outside the pool, made as the pool makes its own.
+    async fn own_dedicated(&self) -> Result<tokio_postgres::Client, StorageError> {
+        dedicated_via(&self.target, self.connector.clone()).await
     }
 
     pub fn pool(&self) -> &Pool {
@@ -211,7 +219,11 @@ impl PgStorage {
     }
 
     pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+        &self.target.config
+    }
+
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     /// A transaction in which row-level security shows only `tenant`'s rows.
@@ -238,12 +250,12 @@ impl PgStorage {
 
     /// Creates missing partitions for this month and the next [`PARTITIONS_AHEAD`].
     pub async fn ensure_partitions(&self, now_ms: i64) -> Result<Vec<String>, StorageError> {
-        let mut c = Self::dedicated(&self.config).await?;
+        let mut c = self.own_dedicated().await?;
         partitions::ensure_ahead(&mut c, now_ms, PARTITIONS_AHEAD).await
     }
 
     pub async fn list_partitions(&self) -> Result<Vec<partitions::PartitionInfo>, StorageError> {
-        let c = Self::dedicated(&self.config).await?;
+        let c = self.own_dedicated().await?;
         partitions::list(&c).await
     }
 
@@ -254,7 +266,7 @@ impl PgStorage {
         now_ms: i64,
         older_than_months: u32,
     ) -> Result<Vec<String>, StorageError> {
-        let mut c = Self::dedicated(&self.config).await?;
+        let mut c = self.own_dedicated().await?;
         partitions::detach_older_than(&mut c, now_ms, older_than_months).await
     }
 
@@ -291,6 +303,42 @@ impl PgStorage {
         tx.commit().await?;
         Ok(row.map(|r| r.get(0)))
     }
+}
+
+impl PgTarget {
+    /// One connection, outside any pool; it closes when dropped.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, StorageError> {
+        dedicated_via(self, self.tls.connector()?).await
+    }
+}
+
+async fn dedicated_via(
+    target: &PgTarget,
+    connector: tls::MakeRustlsConnect,
+) -> Result<tokio_postgres::Client, StorageError> {
+    let (client, connection) = target.config.connect(connector).await.map_err(|e| {
+        if e.as_db_error().is_some() {
+            pg(e)
+        } else {
+            // tokio-postgres keeps the reason (the TLS one, say) in the source.
+            let mut reason = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                reason = format!("{reason}: {s}");
+                source = s.source();
+            }
+            StorageError::Backend(format!(
+                "cannot connect to PostgreSQL at {}: {reason}",
+                target.describe()
+            ))
+        }
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("postgres connection ended: {e}");
+        }
+    });
+    Ok(client)
 }
 
 async fn enroll(storage: &PgStorage, req: EnrollDevice) -> Result<DeviceRecord, StorageError> {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
 use uuid::Uuid;
 
 const NOTICE_QUEUE: usize = 4096;
@@ -209,16 +209,20 @@ impl StreamStore for PgStorage {
 
     fn stream_notices(&self) -> Option<mpsc::Receiver<StreamNotice>> {
         let (tx, rx) = mpsc::channel(NOTICE_QUEUE);
-        tokio::spawn(listen(self.config.clone(), tx));
+        tokio::spawn(listen(self.config().clone(), self.connector.clone(), tx));
         Some(rx)
     }
 }
 
 /// Listens on `fleet_live` until the receiver is gone, reconnecting with backoff.
-async fn listen(config: tokio_postgres::Config, out: mpsc::Sender<StreamNotice>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: super::tls::MakeRustlsConnect,
+    out: mpsc::Sender<StreamNotice>,
+) {
     let mut backoff = BACKOFF_FIRST;
     loop {
-        match listen_once(&config, &out).await {
+        match listen_once(&config, tls.clone(), &out).await {
             Ok(()) => return,
             Err(e) => {
                 if out.is_closed() {
@@ -238,9 +242,10 @@ async fn listen(config: tokio_postgres::Config, out: mpsc::Sender<StreamNotice>)
 /// One connection's worth of listening. `Ok` when the receiver is gone.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: super::tls::MakeRustlsConnect,
     out: &mpsc::Sender<StreamNotice>,
 ) -> Result<(), StorageError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
+    let (client, mut connection) = config.connect(tls).await.map_err(pg)?;
     let (ntx, mut nrx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

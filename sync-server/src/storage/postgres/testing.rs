@@ -5,7 +5,7 @@
 //! role that is neither superuser nor `BYPASSRLS`, and the storage connects as
 //! that role, so row-level security applies to everything a test does.
 
-use super::PgStorage;
+use super::{PgStorage, PgTarget, PgTls};
 use crate::storage::Storage;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ pub const URL_VAR: &str = "FLEET_TEST_PG_URL";
 /// Drops the test database and its role when the test ends.
 pub struct Guard {
     admin: tokio_postgres::Config,
+    tls: PgTls,
     db: String,
     role: String,
     app: tokio_postgres::Config,
@@ -31,6 +32,11 @@ impl Guard {
         let mut c = self.admin.clone();
         c.dbname(&self.db);
         c
+    }
+
+    /// The TLS settings of `FLEET_TEST_PG_URL`, which both configs share.
+    pub fn tls(&self) -> &PgTls {
+        &self.tls
     }
 
     pub fn database(&self) -> &str {
@@ -58,14 +64,19 @@ pub fn admin_url() -> Option<String> {
 /// `None` when `FLEET_TEST_PG_URL` is unset (a panic if `CI=true`).
 pub async fn empty_database() -> Option<Guard> {
     let url = admin_url()?;
-    let admin: tokio_postgres::Config = url.parse().expect("FLEET_TEST_PG_URL is a postgres URL");
+    let PgTarget { config: admin, tls } =
+        PgTarget::parse(&url).expect("FLEET_TEST_PG_URL is a postgres URL");
     let id = Uuid::new_v4().simple().to_string();
     let db = format!("fleet_test_{id}");
     let role = format!("fleet_app_{}", &id[..16]);
     let password = format!("pw{id}");
-    let client = PgStorage::dedicated(&admin)
-        .await
-        .expect("connecting to FLEET_TEST_PG_URL");
+    let client = PgTarget {
+        config: admin.clone(),
+        tls: tls.clone(),
+    }
+    .connect()
+    .await
+    .expect("connecting to FLEET_TEST_PG_URL");
     client
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
@@ -80,6 +91,7 @@ pub async fn empty_database() -> Option<Guard> {
     app.user(&role).password(password.as_str()).dbname(&db);
     Some(Guard {
         admin,
+        tls,
         db,
         role,
         app,
@@ -97,15 +109,22 @@ pub async fn fresh() -> Option<(Arc<dyn Storage>, Guard)> {
 /// [`fresh`], keeping the concrete type for tests of PostgreSQL's own parts.
 pub async fn fresh_pg() -> Option<(PgStorage, Guard)> {
     let guard = empty_database().await?;
-    let pg = PgStorage::connect_with(guard.app.clone())
-        .await
-        .expect("opening the test database");
+    let pg = PgStorage::connect_target(PgTarget {
+        config: guard.app.clone(),
+        tls: guard.tls.clone(),
+    })
+    .await
+    .expect("opening the test database");
     Some((pg, guard))
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let (admin, db, role) = (self.admin.clone(), self.db.clone(), self.role.clone());
+        let admin = PgTarget {
+            config: self.admin.clone(),
+            tls: self.tls.clone(),
+        };
+        let (db, role) = (self.db.clone(), self.role.clone());
         // Drop runs inside the test's runtime, which cannot be blocked on; a
         // thread with its own small runtime does the cleanup.
         let cleanup = std::thread::spawn(move || {
@@ -113,17 +132,18 @@ impl Drop for Guard {
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let (client, conn) = admin.connect(tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
+                let client = admin.connect().await?;
                 // Two statements: DROP DATABASE refuses to share a transaction.
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .await?;
+                    .await
+                    .map_err(super::pg)?;
                 client
                     .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
                     .await
+                    .map_err(super::pg)
             })
-            .map_err(|e| std::io::Error::other(super::pg(e)))
+            .map_err(std::io::Error::other)
         });
         match cleanup.join() {
             Ok(Ok(())) => {}
