@@ -833,7 +833,8 @@ pub fn openapi() -> Value {
                 "post": op("createDeviceGroup", "Create a device group", "manage_devices",
                     json!({ "requestBody": json_req(json!({ "type": "object", "required": ["name"], "additionalProperties": false,
                         "properties": { "name": { "type": "string", "minLength": 1, "maxLength": MAX_GROUP_NAME } } })),
-                        "responses": created("the group", "DeviceGroup") }))
+                        "responses": { "201": json_response("the group", schema_ref("DeviceGroup")), "400": error_response("bad input"),
+                                       "409": error_response("group_name_taken: the tenant has a group of that name") } }))
             },
             "/api/v1/device-groups/{id}": {
                 "get": op("getDeviceGroup", "A group with its config rollouts, newest first, and the health of one in progress", "read_fleet",
