@@ -8,8 +8,7 @@ use crate::analytics::maintenance::{self as rules, NewAlert};
 use crate::analytics::report::{AnalyticsSettings, VehiclePeriod};
 use crate::analytics::rollup::{self, DayRollup, TripRow};
 use crate::storage::analytics::{
-    AlertRecord, AnalyticsStore, FaultCount, ServiceRecord, ServiceSchedule, WorkOrder,
-    DAY_COLUMNS, PERIOD_SELECT,
+    AlertRecord, AnalyticsStore, FaultCount, ServiceRecord, ServiceSchedule, WorkOrder, DAY_COLUMNS,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -55,15 +54,12 @@ fn day_at(r: &Row, o: usize) -> Result<DayRollup, StorageError> {
     })
 }
 
-async fn settings_in(tx: &PgTx, t: Uuid) -> Result<AnalyticsSettings, StorageError> {
-    let q = tx
-        .prepare_cached(
-            "SELECT utc_offset_min, target_hours_per_day, used_day_min_minutes, fuel_price_cents_per_l, depreciation_years, \
-             rental_rate_cents_per_day, fault_repeat_count, fault_repeat_days FROM analytics_settings WHERE tenant_id = $1",
-        )
-        .await
-        .map_err(pg)?;
-    Ok(match tx.query_opt(&q, &[&t]).await.map_err(pg)? {
+const SETTINGS_SELECT: &str = "SELECT utc_offset_min, target_hours_per_day, used_day_min_minutes, fuel_price_cents_per_l, depreciation_years, \
+     rental_rate_cents_per_day, fault_repeat_count, fault_repeat_days FROM analytics_settings WHERE tenant_id = $1";
+
+/// The settings in `row` (a row of [`SETTINGS_SELECT`]), the defaults without one.
+fn settings_of(row: Option<&Row>) -> AnalyticsSettings {
+    match row {
         Some(r) => AnalyticsSettings {
             utc_offset_min: r.get::<_, i64>(0) as i32,
             target_hours_per_day: r.get(1),
@@ -75,76 +71,165 @@ async fn settings_in(tx: &PgTx, t: Uuid) -> Result<AnalyticsSettings, StorageErr
             fault_repeat_days: r.get(7),
         },
         None => AnalyticsSettings::default(),
-    })
+    }
 }
 
-/// Folds the events this batch newly stored into the device's rollups, trips,
-/// fault days and fuel level, and raises maintenance alerts; runs inside the
-/// ingest transaction.
-pub(super) async fn fold_ingested(
+pub(super) async fn settings_in(tx: &PgTx, t: Uuid) -> Result<AnalyticsSettings, StorageError> {
+    let q = tx.prepare_cached(SETTINGS_SELECT).await.map_err(pg)?;
+    Ok(settings_of(
+        tx.query_opt(&q, &[&t]).await.map_err(pg)?.as_ref(),
+    ))
+}
+
+/// What a batch's newly stored events add to the device's rollups, trips, fault
+/// days and fuel level, before it is merged into what is stored.
+pub(super) struct Folding {
+    f: rollup::Fold,
+    s: AnalyticsSettings,
+}
+
+/// The stored rows a [`Folding`] merges into.
+pub(super) struct Stored {
+    days: std::collections::BTreeMap<i32, DayRollup>,
+    fuel: Option<(i64, f64)>,
+}
+
+/// Folds the events this batch newly stored; `None` when it stored none.
+pub(super) fn fold_new(
+    stored: &[(&fleet_protocol::Event, i64)],
+    s: AnalyticsSettings,
+) -> Option<Folding> {
+    if stored.is_empty() {
+        return None;
+    }
+    let events = rollup::observed(stored);
+    let f = rollup::fold(&events, s.utc_offset_min);
+    Some(Folding { f, s })
+}
+
+/// Reads the stored rollups of the days the fold touches (and those its fuel
+/// samples fall on, where a refuel may be counted) and the last fuel level.
+/// Reads only, so ingest sends them with its own writes; the device's row lock
+/// keeps them current until the transaction ends.
+pub(super) async fn load_stored(
     tx: &PgTx,
     t: Uuid,
     d: Uuid,
-    stored: &[(&fleet_protocol::Event, i64)],
+    folding: &Folding,
+) -> Result<Stored, StorageError> {
+    let f = &folding.f;
+    let off = folding.s.utc_offset_min;
+    let mut days: Vec<i64> = f
+        .days
+        .keys()
+        .map(|d| i64::from(*d))
+        .chain(
+            f.fuel_levels
+                .iter()
+                .map(|(at, _)| i64::from(local_day(*at, off))),
+        )
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    let day_sql = format!(
+        "SELECT day, {DAY_COLUMNS} FROM vehicle_day WHERE tenant_id = $1 AND device_id = $2 AND day = ANY($3)"
+    );
+    let (day_q, fuel_q) = futures_util::try_join!(
+        tx.prepare_cached(&day_sql),
+        tx.prepare_cached(
+            "SELECT time_ms, level_pct FROM fuel_levels WHERE tenant_id = $1 AND device_id = $2"
+        ),
+    )
+    .map_err(pg)?;
+    let (day_rows, fuel) = futures_util::try_join!(
+        async { tx.query(&day_q, &[&t, &d, &days]).await.map_err(pg) },
+        async {
+            if f.fuel_levels.is_empty() {
+                return Ok(None);
+            }
+            Ok(tx
+                .query_opt(&fuel_q, &[&t, &d])
+                .await
+                .map_err(pg)?
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f64>(1))))
+        },
+    )?;
+    let mut stored = std::collections::BTreeMap::new();
+    for r in &day_rows {
+        stored.insert(r.get::<_, i64>(0) as i32, day_at(r, 1)?);
+    }
+    Ok(Stored { days: stored, fuel })
+}
+
+/// Merges the fold into the stored rows and writes rollups, trips, fault days
+/// and fuel level, then raises maintenance alerts; runs inside the ingest
+/// transaction after [`load_stored`]. Statements that do not depend on each
+/// other's results are sent together.
+pub(super) async fn write_folded(
+    tx: &PgTx,
+    t: Uuid,
+    d: Uuid,
+    folding: Folding,
+    mut stored: Stored,
     now_ms: i64,
 ) -> Result<(), StorageError> {
-    if stored.is_empty() {
-        return Ok(());
-    }
-    let events = rollup::observed(stored);
-    let s = settings_in(tx, t).await?;
+    let Folding { mut f, s } = folding;
     let off = s.utc_offset_min;
-    let mut f = rollup::fold(&events, off);
 
+    let mut fuel_write: Option<(i64, f64)> = None;
     if !f.fuel_levels.is_empty() {
-        let prev: Option<(i64, f64)> = tx
-            .query_opt(
-                "SELECT time_ms, level_pct FROM fuel_levels WHERE tenant_id = $1 AND device_id = $2",
-                &[&t, &d],
-            )
-            .await
-            .map_err(pg)?
-            .map(|r| (r.get(0), r.get(1)));
+        let prev = stored.fuel;
         let (times, newest) = rollup::refuels(prev, &f.fuel_levels);
         for at in times {
             f.days.entry(local_day(at, off)).or_default().refuels += 1;
         }
-        if let Some((time_ms, level)) = newest.filter(|n| Some(*n) != prev) {
-            tx.execute(
-                "INSERT INTO fuel_levels (tenant_id, device_id, level_pct, time_ms) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (tenant_id, device_id) DO UPDATE SET level_pct = excluded.level_pct, time_ms = excluded.time_ms",
-                &[&t, &d, &level, &time_ms],
-            )
-            .await
-            .map_err(pg)?;
-        }
+        fuel_write = newest.filter(|n| Some(*n) != prev);
     }
 
-    if !f.days.is_empty() {
-        let days: Vec<i64> = f.days.keys().map(|d| i64::from(*d)).collect();
-        let q = tx
-            .prepare_cached(&format!(
-                "SELECT day, {DAY_COLUMNS} FROM vehicle_day WHERE tenant_id = $1 AND device_id = $2 AND day = ANY($3)"
-            ))
-            .await
-            .map_err(pg)?;
-        let mut stored = std::collections::BTreeMap::new();
-        for r in tx.query(&q, &[&t, &d, &days]).await.map_err(pg)? {
-            stored.insert(r.get::<_, i64>(0) as i32, day_at(&r, 1)?);
+    let mut merged = Vec::with_capacity(f.days.len());
+    for (day, delta) in &f.days {
+        let mut row = stored.days.remove(day).unwrap_or_default();
+        row.merge(delta);
+        let hours = serde_json::to_string(&row.hour_use_ms)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        merged.push((i64::from(*day), row, hours));
+    }
+
+    let upsert_sql = upsert_day_sql();
+    let (upsert, trip_q, fault_q, fuel_q) = futures_util::try_join!(
+        tx.prepare_cached(&upsert_sql),
+        tx.prepare_cached(
+            "INSERT INTO trips (tenant_id, device_id, end_seq, start_ms, end_ms, distance_m, idle_ms, fuel_used_l, max_speed_kmh, driving_events)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+        ),
+        tx.prepare_cached(
+            "INSERT INTO fault_days (tenant_id, device_id, code, day, count) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, device_id, code, day) DO UPDATE SET count = fault_days.count + excluded.count",
+        ),
+        tx.prepare_cached(
+            "INSERT INTO fuel_levels (tenant_id, device_id, level_pct, time_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, device_id) DO UPDATE SET level_pct = excluded.level_pct, time_ms = excluded.time_ms",
+        ),
+    )
+    .map_err(pg)?;
+    let fuel = async {
+        match fuel_write {
+            Some((time_ms, level)) => tx
+                .execute(&fuel_q, &[&t, &d, &level, &time_ms])
+                .await
+                .map(drop),
+            None => Ok(()),
         }
-        let upsert = tx.prepare_cached(&upsert_day_sql()).await.map_err(pg)?;
-        for (day, delta) in &f.days {
-            let mut row = stored.remove(day).unwrap_or_default();
-            row.merge(delta);
-            let hours = serde_json::to_string(&row.hour_use_ms)
-                .map_err(|e| StorageError::Backend(e.to_string()))?;
-            let day = i64::from(*day);
+    };
+    let (upsert, trip_q, fault_q) = (&upsert, &trip_q, &fault_q);
+    let days =
+        futures_util::future::try_join_all(merged.iter().map(|(day, row, hours)| async move {
             tx.execute(
-                &upsert,
+                upsert,
                 &[
                     &t,
                     &d,
-                    &day,
+                    day,
                     &row.events,
                     &row.covered_hours,
                     &row.first_ms,
@@ -170,34 +255,42 @@ pub(super) async fn fold_ingested(
                     &row.cranking_weak,
                     &row.cranking_min_v,
                     &row.battery_low,
-                    &hours,
+                    hours,
                 ],
             )
             .await
-            .map_err(pg)?;
-        }
-    }
-
-    for trip in &f.trips {
-        tx.execute(
-            "INSERT INTO trips (tenant_id, device_id, end_seq, start_ms, end_ms, distance_m, idle_ms, fuel_used_l, max_speed_kmh, driving_events)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-            &[
-                &t,
-                &d,
-                &(trip.end_seq as i64),
-                &trip.start_ms,
-                &trip.end_ms,
-                &trip.distance_m,
-                &trip.idle_ms,
-                &trip.fuel_used_l,
-                &trip.max_speed_kmh,
-                &trip.driving_events,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    }
+        }));
+    let trip_ends: Vec<i64> = f.trips.iter().map(|t| t.end_seq as i64).collect();
+    let trips = futures_util::future::try_join_all(f.trips.iter().zip(&trip_ends).map(
+        |(trip, end_seq)| async move {
+            tx.execute(
+                trip_q,
+                &[
+                    &t,
+                    &d,
+                    end_seq,
+                    &trip.start_ms,
+                    &trip.end_ms,
+                    &trip.distance_m,
+                    &trip.idle_ms,
+                    &trip.fuel_used_l,
+                    &trip.max_speed_kmh,
+                    &trip.driving_events,
+                ],
+            )
+            .await
+        },
+    ));
+    let fault_rows: Vec<(&str, i64, &i64)> = f
+        .faults
+        .iter()
+        .map(|((code, day), n)| (code.as_str(), i64::from(*day), n))
+        .collect();
+    let faults =
+        futures_util::future::try_join_all(fault_rows.iter().map(|(code, day, n)| async move {
+            tx.execute(fault_q, &[&t, &d, code, day, *n]).await
+        }));
+    futures_util::try_join!(fuel, days, trips, faults).map_err(pg)?;
 
     let mut alerts: Vec<NewAlert> = f
         .parked_fuel_drops
@@ -205,28 +298,48 @@ pub(super) async fn fold_ingested(
         .map(rules::parked_fuel_drop_alert)
         .collect();
 
-    let mut latest_fault_day: std::collections::BTreeMap<&str, i32> = Default::default();
-    for ((code, day), n) in &f.faults {
-        tx.execute(
-            "INSERT INTO fault_days (tenant_id, device_id, code, day, count) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (tenant_id, device_id, code, day) DO UPDATE SET count = fault_days.count + excluded.count",
-            &[&t, &d, code, &i64::from(*day), n],
-        )
-        .await
-        .map_err(pg)?;
+    // Recurrence counts read the fault days written above.
+    let mut latest_fault_day: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (code, day, _) in &fault_rows {
         let e = latest_fault_day.entry(code).or_insert(*day);
         *e = (*e).max(*day);
     }
-    for (code, day) in latest_fault_day {
-        let from = i64::from(day) - s.fault_repeat_days + 1;
-        let count: i64 = tx
+    let windows: Vec<(&str, i64, i64)> = latest_fault_day
+        .into_iter()
+        .map(|(code, day)| (code, day - s.fault_repeat_days + 1, day))
+        .collect();
+    let counts = futures_util::future::try_join_all(windows.iter().map(|(code, from, to)| async move {
+        let r = tx
             .query_one(
                 "SELECT coalesce(sum(count), 0)::bigint FROM fault_days WHERE tenant_id = $1 AND device_id = $2 AND code = $3 AND day BETWEEN $4 AND $5",
-                &[&t, &d, &code, &from, &i64::from(day)],
+                &[&t, &d, code, from, to],
             )
-            .await
-            .map_err(pg)?
-            .get(0);
+            .await?;
+        Ok::<_, tokio_postgres::Error>((*code, r.get::<_, i64>(0)))
+    }));
+    let battery_window = match f.days.keys().next_back() {
+        Some(last) if f.battery_events => Some((
+            i64::from(last - rules::BATTERY_TREND_DAYS + 1),
+            i64::from(*last),
+        )),
+        _ => None,
+    };
+    let battery = async {
+        let Some((from, to)) = battery_window else {
+            return Ok(Vec::new());
+        };
+        Ok(tx
+            .query(
+                "SELECT day, cranking_min_v FROM vehicle_day WHERE tenant_id = $1 AND device_id = $2 AND day BETWEEN $3 AND $4 AND cranking_min_v IS NOT NULL",
+                &[&t, &d, &from, &to],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as i32, r.get::<_, f64>(1)))
+            .collect::<Vec<(i32, f64)>>())
+    };
+    let (counts, points) = futures_util::try_join!(counts, battery).map_err(pg)?;
+    for (code, count) in counts {
         if count >= s.fault_repeat_count {
             alerts.push(rules::recurring_fault_alert(
                 code,
@@ -235,35 +348,26 @@ pub(super) async fn fold_ingested(
             ));
         }
     }
-
-    if f.battery_events {
-        if let Some(last) = f.days.keys().next_back() {
-            let from = i64::from(last - rules::BATTERY_TREND_DAYS + 1);
-            let points: Vec<(i32, f64)> = tx
-                .query(
-                    "SELECT day, cranking_min_v FROM vehicle_day WHERE tenant_id = $1 AND device_id = $2 AND day BETWEEN $3 AND $4 AND cranking_min_v IS NOT NULL",
-                    &[&t, &d, &from, &i64::from(*last)],
-                )
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| (r.get::<_, i64>(0) as i32, r.get(1)))
-                .collect();
-            if let Some(slope) = rules::battery_weakening(&points) {
-                alerts.push(rules::battery_alert(slope, &points));
-            }
+    if battery_window.is_some() {
+        if let Some(slope) = rules::battery_weakening(&points) {
+            alerts.push(rules::battery_alert(slope, &points));
         }
     }
 
-    for a in alerts {
+    let alert_rows: Vec<(Uuid, String)> = alerts
+        .iter()
+        .map(|a| (Uuid::new_v4(), a.data.to_string()))
+        .collect();
+    futures_util::future::try_join_all(alerts.iter().zip(&alert_rows).map(|(a, (id, data))| async move {
         tx.execute(
             "INSERT INTO maintenance_alerts (tenant_id, alert_id, device_id, kind, key, message, data, raised_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            &[&t, &Uuid::new_v4(), &d, &a.kind, &a.key, &a.message, &a.data.to_string(), &now_ms],
+            &[&t, id, &d, &a.kind, &a.key, &a.message, data, &now_ms],
         )
         .await
-        .map_err(pg)?;
-    }
+    }))
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -278,6 +382,38 @@ fn upsert_day_sql() -> String {
         set.join(", ")
     )
 }
+
+/// The shared `PERIOD_SELECT` for PostgreSQL, with the same columns: the window's rows
+/// are summed per device first, where `vehicle_day_report` (migration 0010)
+/// holds every summed column, and only the 1,000-odd sums are joined to the
+/// devices and assets; joining first made PostgreSQL hash and group every day
+/// row by five columns. Bigint sums come back as numeric and are cast back.
+const PERIOD_SUMMARY: &str = "SELECT d.device_id, coalesce(a.name, d.name), a.vehicle_group,
+    v.days, v.used, v.engine_on_ms, v.driving_ms, v.idle_ms, v.trips, v.distance_m, v.fuel_used_l,
+    v.harsh_acceleration, v.harsh_braking, v.harsh_cornering, v.speeding_ms, v.dtc_set,
+    v.fuel_drops, v.parked_fuel_drops, v.refuels,
+    v.odometer_min_km, v.odometer_max_km, v.engine_hours_min, v.engine_hours_max,
+    v.last_used_day, v.last_data_day, a.purchase_price_cents
+  FROM devices d
+  LEFT JOIN assets a ON a.tenant_id = d.tenant_id AND a.device_id = d.device_id
+  LEFT JOIN (
+    SELECT device_id, count(*) AS days, count(*) FILTER (WHERE engine_on_ms > $4) AS used,
+        sum(engine_on_ms)::bigint AS engine_on_ms, sum(driving_ms)::bigint AS driving_ms,
+        sum(idle_ms)::bigint AS idle_ms, sum(trips)::bigint AS trips,
+        sum(distance_m) AS distance_m, sum(fuel_used_l) AS fuel_used_l,
+        sum(harsh_acceleration)::bigint AS harsh_acceleration, sum(harsh_braking)::bigint AS harsh_braking,
+        sum(harsh_cornering)::bigint AS harsh_cornering, sum(speeding_ms)::bigint AS speeding_ms,
+        sum(dtc_set)::bigint AS dtc_set, sum(fuel_drops)::bigint AS fuel_drops,
+        sum(parked_fuel_drops)::bigint AS parked_fuel_drops, sum(refuels)::bigint AS refuels,
+        min(odometer_min_km) AS odometer_min_km, max(odometer_max_km) AS odometer_max_km,
+        min(engine_hours_min) AS engine_hours_min, max(engine_hours_max) AS engine_hours_max,
+        max(day) FILTER (WHERE engine_on_ms > $4) AS last_used_day, max(day) AS last_data_day
+      FROM vehicle_day
+      WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+      GROUP BY device_id
+  ) v ON v.device_id = d.device_id
+  WHERE d.tenant_id = $1
+  ORDER BY 2, 1";
 
 fn period_at(r: &Row) -> VehiclePeriod {
     let z = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0);
@@ -434,37 +570,8 @@ impl AnalyticsStore for PgStorage {
         to_day: i32,
         used_min_ms: i64,
     ) -> Result<Vec<VehiclePeriod>, StorageError> {
-        let sql = PERIOD_SELECT
-            .replace("{used}", "$4")
-            .replace("{from}", "$2")
-            .replace("{to}", "$3")
-            .replace("{tenant}", "$1")
-            // PostgreSQL sums bigints as numeric; bring them back to bigint.
-            .replace("sum(v.engine_on_ms)", "sum(v.engine_on_ms)::bigint")
-            .replace(
-                "sum(CASE WHEN v.engine_on_ms > $4 THEN 1 ELSE 0 END)",
-                "sum(CASE WHEN v.engine_on_ms > $4 THEN 1 ELSE 0 END)::bigint",
-            )
-            .replace("count(v.day)", "count(v.day)::bigint");
-        let sql = [
-            "driving_ms",
-            "idle_ms",
-            "trips",
-            "harsh_acceleration",
-            "harsh_braking",
-            "harsh_cornering",
-            "speeding_ms",
-            "dtc_set",
-            "fuel_drops",
-            "parked_fuel_drops",
-            "refuels",
-        ]
-        .iter()
-        .fold(sql, |s, c| {
-            s.replace(&format!("sum(v.{c})"), &format!("sum(v.{c})::bigint"))
-        });
         let tx = self.tenant_tx(tenant).await?;
-        let q = tx.prepare_cached(&sql).await.map_err(pg)?;
+        let q = tx.prepare_cached(PERIOD_SUMMARY).await.map_err(pg)?;
         let rows = tx
             .query(
                 &q,

@@ -6,23 +6,65 @@
 //! by itself keep a seq stored once. The device's row lock, taken first, makes a
 //! device's batches take turns; under it the batch looks up the seqs it carries
 //! and inserts only the new ones, in one multi-row statement.
+//!
+//! Statements whose results do not feed each other are sent together without
+//! waiting (tokio-postgres pipelines the requests of one connection), and the
+//! server runs them in the order sent. A common batch takes four round trips:
+//! (1) begin with the tenant set, the row lock, the boots' anchors, the stored
+//! seqs in the batch's range and the analytics settings; (2) the events, boot
+//! spans, last position, device counters and the rollup rows to merge into;
+//! (3) the merged rollups; (4) commit. Under the row lock the reads sent
+//! behind it see every earlier batch of the device, since each statement takes
+//! its own snapshot when it starts.
 
-use super::{pg, PgStorage, PgTx};
+use super::{pg, pool_err, PgStorage, PgTx};
 use crate::storage::sqlite::ingest::holes;
 use crate::storage::{DeviceRecord, IngestOutcome, StorageError};
 use crate::timebase::{event_time, is_better};
 use fleet_protocol::batch::RejectedEvent;
 use fleet_protocol::{Batch, BootId, Event, EventData, TimeAnchor, TimeSource};
+use futures_util::future::try_join_all;
+use futures_util::try_join;
 use std::collections::HashMap;
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 /// Largest seq a bigint holds.
 const MAX_SEQ: u64 = i64::MAX as u64;
 
+const LOCK_DEVICE: &str =
+    "SELECT acked_seq, revoked_at_ms FROM devices WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE";
+
+const SELECT_ANCHORS: &str =
+    "SELECT boot_id, mono_ms, true_ms, source, uncertainty_ms FROM time_anchors
+     WHERE tenant_id = $1 AND device_id = $2 AND boot_id = ANY($3)";
+
+/// Stored events in the batch's seq range: one primary-key range scan per
+/// partition, where `seq = ANY(…)` probed every partition once per seq.
+const SELECT_STORED: &str =
+    "SELECT seq, kind, priority, boot_id, mono_ms, wall_ms, hlc, config_version, data FROM events
+     WHERE tenant_id = $1 AND device_id = $2 AND seq BETWEEN $3 AND $4";
+
 const INSERT_EVENTS: &str = "INSERT INTO events (tenant_id, device_id, seq, kind, priority, boot_id, mono_ms, wall_ms, hlc,
          config_version, time_ms, time_source, data, received_at_ms)
      SELECT $1, $2, u.*, $14 FROM unnest($3::bigint[], $4::text[], $5::smallint[], $6::bytea[], $7::bigint[],
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[]) AS u";
+
+const UPSERT_SPAN: &str = "INSERT INTO boot_spans (tenant_id, device_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (tenant_id, device_id, boot_id) DO UPDATE
+     SET first_seq = least(boot_spans.first_seq, excluded.first_seq),
+         last_seq = greatest(boot_spans.last_seq, excluded.last_seq)";
+
+const UPSERT_LAST_POSITION: &str = "INSERT INTO vehicle_positions (tenant_id, device_id, seq, boot_id, mono_ms, time_ms, time_source, lat_e7, lon_e7, speed_cms, heading_cdeg)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (tenant_id, device_id) DO UPDATE SET seq = excluded.seq, boot_id = excluded.boot_id, mono_ms = excluded.mono_ms,
+         time_ms = excluded.time_ms, time_source = excluded.time_source, lat_e7 = excluded.lat_e7, lon_e7 = excluded.lon_e7,
+         speed_cms = excluded.speed_cms, heading_cdeg = excluded.heading_cdeg
+     WHERE excluded.seq > vehicle_positions.seq";
+
+const UPDATE_DEVICE: &str = "UPDATE devices SET acked_seq = $3, event_count = event_count + $4, evicted_count = evicted_count + $5,
+         quarantined_count = quarantined_count + $6, last_seen_ms = greatest(coalesce(last_seen_ms, 0), $7)
+     WHERE tenant_id = $1 AND device_id = $2";
 
 const INSERT_QUARANTINE: &str = "INSERT INTO quarantine (tenant_id, device_id, seq, digest, kind, reason_code, reason, raw, received_at_ms)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
@@ -90,25 +132,53 @@ pub(super) async fn ingest(
         )));
     }
     let (t, d) = (device.tenant_id, device.device_id);
-    let tx = storage.tenant_tx(t).await?;
+    let mut boots: Vec<BootId> = h
+        .anchors
+        .iter()
+        .map(|a| a.boot_id)
+        .chain(batch.events.iter().map(|e| e.time.boot_id))
+        .collect();
+    boots.sort_unstable_by_key(|b| b.0);
+    boots.dedup();
+    let boot_keys: Vec<&[u8]> = boots.iter().map(|b| b.0.as_slice()).collect();
+    let seqs = || batch.events.iter().map(|e| e.seq as i64);
+    let seq_range = seqs().min().zip(seqs().max());
 
-    let q = tx
-        .prepare_cached(
-            "SELECT acked_seq, revoked_at_ms FROM devices WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE",
-        )
-        .await
-        .map_err(pg)?;
-    let row = tx
-        .query_opt(&q, &[&t, &d])
-        .await
-        .map_err(pg)?
-        .ok_or(StorageError::UnknownDevice)?;
+    // The transaction is rolled back if anything below fails, even the BEGIN.
+    let tx = PgTx {
+        conn: Some(storage.pool.get().await.map_err(pool_err)?),
+    };
+    let (lock_q, anchors_q, stored_q) = try_join!(
+        tx.prepare_cached(LOCK_DEVICE),
+        tx.prepare_cached(SELECT_ANCHORS),
+        tx.prepare_cached(SELECT_STORED),
+    )
+    .map_err(pg)?;
+    // A uuid's text form is hex and dashes, safe to splice.
+    let begin = format!("BEGIN; SELECT set_config('app.tenant_id', '{t}', true)");
+    let (_, lock, anchor_rows, stored_rows, settings) = try_join!(
+        async { tx.batch_execute(&begin).await.map_err(pg) },
+        async { tx.query_opt(&lock_q, &[&t, &d]).await.map_err(pg) },
+        async {
+            tx.query(&anchors_q, &[&t, &d, &boot_keys])
+                .await
+                .map_err(pg)
+        },
+        async {
+            match seq_range {
+                Some((lo, hi)) => tx.query(&stored_q, &[&t, &d, &lo, &hi]).await.map_err(pg),
+                None => Ok(Vec::new()),
+            }
+        },
+        super::analytics::settings_in(&tx, t),
+    )?;
+    let row = lock.ok_or(StorageError::UnknownDevice)?;
     if row.get::<_, Option<i64>>(1).is_some() {
         return Err(StorageError::DeviceRevoked);
     }
     let acked = row.get::<_, i64>(0) as u64;
 
-    let mut anchors = load_anchors(&tx, t, d, &batch).await?;
+    let mut anchors = anchors_of(&boots, &anchor_rows)?;
     for a in &h.anchors {
         let current = anchors.get(&a.boot_id).copied().flatten();
         if is_better(a, current.as_ref()) {
@@ -124,8 +194,10 @@ pub(super) async fn ingest(
         quarantined: 0,
         evicted: 0,
     };
-    let mut known = stored_content(&tx, t, d, &batch).await?;
+    let mut known = stored_content(&stored_rows);
     let mut rows = NewRows::default();
+    // Resent seqs whose content differs from the stored event's.
+    let mut conflicts: Vec<&Event> = Vec::new();
     let mut last_position: Option<&Event> = None;
     let mut folded: Vec<(&Event, i64)> = Vec::new();
     let mut spans: HashMap<BootId, (u64, u64)> = HashMap::new();
@@ -135,27 +207,7 @@ pub(super) async fn ingest(
         let content = Content::of(e, data);
         match known.get(&e.seq) {
             Some(stored) if *stored == content => out.duplicates += 1,
-            Some(_) => {
-                let raw =
-                    serde_json::to_value(e).map_err(|e| StorageError::Backend(e.to_string()))?;
-                let reason = format!("seq {} was already stored with different content", e.seq);
-                if quarantine(
-                    &tx,
-                    t,
-                    d,
-                    e.seq,
-                    Some(e.kind.as_str()),
-                    "seq_conflict",
-                    &reason,
-                    &raw,
-                    now_ms,
-                )
-                .await?
-                {
-                    out.quarantined += 1;
-                }
-                tracing::warn!(device = %d, seq = e.seq, "quarantined a conflicting resend");
-            }
+            Some(_) => conflicts.push(e),
             None => {
                 let anchor = anchors.get(&e.time.boot_id).copied().flatten();
                 let (time_ms, source) = event_time(&e.time, anchor.as_ref(), now_ms);
@@ -181,60 +233,35 @@ pub(super) async fn ingest(
             }
         }
     }
-    if !rows.seq.is_empty() {
-        let q = tx.prepare_cached(INSERT_EVENTS).await.map_err(pg)?;
-        tx.execute(
-            &q,
-            &[
-                &t,
-                &d,
-                &rows.seq,
-                &rows.kind,
-                &rows.priority,
-                &rows.boot_id,
-                &rows.mono_ms,
-                &rows.wall_ms,
-                &rows.hlc,
-                &rows.config_version,
-                &rows.time_ms,
-                &rows.time_source,
-                &rows.data,
-                &now_ms,
-            ],
+
+    // Rare paths, one statement at a time: their counts go into the device row.
+    for e in conflicts {
+        let raw = serde_json::to_value(e).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let reason = format!("seq {} was already stored with different content", e.seq);
+        if quarantine(
+            &tx,
+            t,
+            d,
+            e.seq,
+            Some(e.kind.as_str()),
+            "seq_conflict",
+            &reason,
+            &raw,
+            now_ms,
         )
-        .await
-        .map_err(pg)?;
+        .await?
+        {
+            out.quarantined += 1;
+        }
+        tracing::warn!(device = %d, seq = e.seq, "quarantined a conflicting resend");
     }
     for r in &batch.rejects {
         if quarantine_reject(&tx, t, d, r, now_ms).await? {
             out.quarantined += 1;
         }
     }
-
-    if !spans.is_empty() {
-        let q = tx
-            .prepare_cached(
-                "INSERT INTO boot_spans (tenant_id, device_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (tenant_id, device_id, boot_id) DO UPDATE
-                 SET first_seq = least(boot_spans.first_seq, excluded.first_seq),
-                     last_seq = greatest(boot_spans.last_seq, excluded.last_seq)",
-            )
-            .await
-            .map_err(pg)?;
-        for (boot, (first, last)) in spans {
-            tx.execute(
-                &q,
-                &[&t, &d, &boot.0.as_slice(), &(first as i64), &(last as i64)],
-            )
-            .await
-            .map_err(pg)?;
-        }
-    }
-    if let Some(e) = last_position {
-        let anchor = anchors.get(&e.time.boot_id).copied().flatten();
-        store_last_position(&tx, t, d, e, anchor.as_ref(), now_ms).await?;
-    }
-
+    // A hole holds no seq of this batch, so what the batch inserts cannot
+    // cover it: holes are settled before the insert.
     let present = present_seqs(&batch);
     for (a, b) in holes(h.first_seq, h.last_seq, &present) {
         for (x, y) in uncovered(&tx, t, d, a, b).await? {
@@ -253,57 +280,127 @@ pub(super) async fn ingest(
     if h.first_seq <= acked.saturating_add(1) {
         out.acked_seq = acked.max(h.last_seq);
     }
-    let q = tx
-        .prepare_cached(
-            "UPDATE devices SET acked_seq = $3, event_count = event_count + $4, evicted_count = evicted_count + $5,
-                 quarantined_count = quarantined_count + $6, last_seen_ms = greatest(coalesce(last_seen_ms, 0), $7)
-             WHERE tenant_id = $1 AND device_id = $2",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(
-        &q,
-        &[
-            &t,
-            &d,
-            &(out.acked_seq as i64),
-            &i64::from(out.stored),
-            &(out.evicted as i64),
-            &i64::from(out.quarantined),
-            &now_ms,
-        ],
+
+    let folding = super::analytics::fold_new(&folded, settings);
+    let (insert_q, span_q, position_q, device_q) = try_join!(
+        tx.prepare_cached(INSERT_EVENTS),
+        tx.prepare_cached(UPSERT_SPAN),
+        tx.prepare_cached(UPSERT_LAST_POSITION),
+        tx.prepare_cached(UPDATE_DEVICE),
     )
-    .await
     .map_err(pg)?;
-    super::analytics::fold_ingested(&tx, t, d, &folded, now_ms).await?;
+    let (txr, span_q) = (&tx, &span_q);
+    let spans: Vec<(&[u8], i64, i64)> = spans
+        .iter()
+        .map(|(boot, (first, last))| (boot.0.as_slice(), *first as i64, *last as i64))
+        .collect();
+    let position = last_position.and_then(|e| {
+        let EventData::Position(p) = &e.data else {
+            return None;
+        };
+        let anchor = anchors.get(&e.time.boot_id).copied().flatten();
+        let (time_ms, source) = event_time(&e.time, anchor.as_ref(), now_ms);
+        Some((e, p, time_ms, source))
+    });
+    let counters = (
+        out.acked_seq as i64,
+        i64::from(out.stored),
+        out.evicted as i64,
+        i64::from(out.quarantined),
+    );
+    let (_, _, _, _, stored) = try_join!(
+        async {
+            if rows.seq.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &insert_q,
+                &[
+                    &t,
+                    &d,
+                    &rows.seq,
+                    &rows.kind,
+                    &rows.priority,
+                    &rows.boot_id,
+                    &rows.mono_ms,
+                    &rows.wall_ms,
+                    &rows.hlc,
+                    &rows.config_version,
+                    &rows.time_ms,
+                    &rows.time_source,
+                    &rows.data,
+                    &now_ms,
+                ],
+            )
+            .await
+            .map_err(pg)
+        },
+        async {
+            try_join_all(spans.iter().map(|(boot, first, last)| async move {
+                txr.execute(span_q, &[&t, &d, boot, first, last]).await
+            }))
+            .await
+            .map_err(pg)
+        },
+        async {
+            let Some((e, p, time_ms, source)) = position else {
+                return Ok(0);
+            };
+            tx.execute(
+                &position_q,
+                &[
+                    &t,
+                    &d,
+                    &(e.seq as i64),
+                    &e.time.boot_id.0.as_slice(),
+                    &(e.time.mono_ms as i64),
+                    &time_ms,
+                    &source,
+                    &p.lat_e7,
+                    &p.lon_e7,
+                    &p.speed_cms.map(i64::from),
+                    &p.heading_cdeg.map(i32::from),
+                ],
+            )
+            .await
+            .map_err(pg)
+        },
+        async {
+            tx.execute(
+                &device_q,
+                &[
+                    &t,
+                    &d,
+                    &counters.0,
+                    &counters.1,
+                    &counters.2,
+                    &counters.3,
+                    &now_ms,
+                ],
+            )
+            .await
+            .map_err(pg)
+        },
+        async {
+            match &folding {
+                Some(f) => super::analytics::load_stored(&tx, t, d, f).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    )?;
+    if let (Some(folding), Some(stored)) = (folding, stored) {
+        super::analytics::write_folded(&tx, t, d, folding, stored, now_ms).await?;
+    }
     tx.commit().await?;
     Ok(out)
 }
 
-/// The stored anchor (or its absence) of every boot the batch mentions.
-async fn load_anchors(
-    tx: &PgTx,
-    t: Uuid,
-    d: Uuid,
-    batch: &Batch,
+/// The stored anchor (or its absence) of each of `boots`, from `SELECT_ANCHORS`.
+fn anchors_of(
+    boots: &[BootId],
+    rows: &[Row],
 ) -> Result<HashMap<BootId, Option<TimeAnchor>>, StorageError> {
-    let mut out: HashMap<BootId, Option<TimeAnchor>> = batch
-        .header
-        .anchors
-        .iter()
-        .map(|a| a.boot_id)
-        .chain(batch.events.iter().map(|e| e.time.boot_id))
-        .map(|b| (b, None))
-        .collect();
-    let boots: Vec<&[u8]> = out.keys().map(|b| b.0.as_slice()).collect();
-    let q = tx
-        .prepare_cached(
-            "SELECT boot_id, mono_ms, true_ms, source, uncertainty_ms FROM time_anchors
-             WHERE tenant_id = $1 AND device_id = $2 AND boot_id = ANY($3)",
-        )
-        .await
-        .map_err(pg)?;
-    let rows = tx.query(&q, &[&t, &d, &boots]).await.map_err(pg)?;
+    let mut out: HashMap<BootId, Option<TimeAnchor>> = boots.iter().map(|b| (*b, None)).collect();
     for r in rows {
         let boot = BootId(
             r.get::<_, &[u8]>(0)
@@ -328,27 +425,9 @@ async fn load_anchors(
     Ok(out)
 }
 
-/// The stored content of every seq the batch carries that is already stored.
-async fn stored_content(
-    tx: &PgTx,
-    t: Uuid,
-    d: Uuid,
-    batch: &Batch,
-) -> Result<HashMap<u64, Content>, StorageError> {
-    let seqs: Vec<i64> = batch.events.iter().map(|e| e.seq as i64).collect();
-    if seqs.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let q = tx
-        .prepare_cached(
-            "SELECT seq, kind, priority, boot_id, mono_ms, wall_ms, hlc, config_version, data FROM events
-             WHERE tenant_id = $1 AND device_id = $2 AND seq = ANY($3)",
-        )
-        .await
-        .map_err(pg)?;
-    let rows = tx.query(&q, &[&t, &d, &seqs]).await.map_err(pg)?;
-    Ok(rows
-        .iter()
+/// The stored content of each seq in `rows` (from `SELECT_STORED`).
+fn stored_content(rows: &[Row]) -> HashMap<u64, Content> {
+    rows.iter()
         .map(|r| {
             (
                 r.get::<_, i64>(0) as u64,
@@ -364,7 +443,7 @@ async fn stored_content(
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Keeps `a` as the boot's anchor and moves every stored event of that boot (and
@@ -462,50 +541,6 @@ async fn quarantine_reject(
         now_ms,
     )
     .await
-}
-
-async fn store_last_position(
-    tx: &PgTx,
-    t: Uuid,
-    d: Uuid,
-    e: &Event,
-    anchor: Option<&TimeAnchor>,
-    received_ms: i64,
-) -> Result<(), StorageError> {
-    let EventData::Position(p) = &e.data else {
-        return Ok(());
-    };
-    let (time_ms, source) = event_time(&e.time, anchor, received_ms);
-    let q = tx
-        .prepare_cached(
-            "INSERT INTO vehicle_positions (tenant_id, device_id, seq, boot_id, mono_ms, time_ms, time_source, lat_e7, lon_e7, speed_cms, heading_cdeg)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (tenant_id, device_id) DO UPDATE SET seq = excluded.seq, boot_id = excluded.boot_id, mono_ms = excluded.mono_ms,
-                 time_ms = excluded.time_ms, time_source = excluded.time_source, lat_e7 = excluded.lat_e7, lon_e7 = excluded.lon_e7,
-                 speed_cms = excluded.speed_cms, heading_cdeg = excluded.heading_cdeg
-             WHERE excluded.seq > vehicle_positions.seq",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(
-        &q,
-        &[
-            &t,
-            &d,
-            &(e.seq as i64),
-            &e.time.boot_id.0.as_slice(),
-            &(e.time.mono_ms as i64),
-            &time_ms,
-            &source,
-            &p.lat_e7,
-            &p.lon_e7,
-            &p.speed_cms.map(i64::from),
-            &p.heading_cdeg.map(i32::from),
-        ],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(())
 }
 
 /// Seqs the batch carries, as events or as rejects, ascending.
