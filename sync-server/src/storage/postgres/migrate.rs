@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-postgres/0009_inspections.sql"),
     },
     Migration {
+        version: 10,
+        name: "report_index",
+        sql: include_str!("../../../../migrations/server-postgres/0010_report_index.sql"),
+    },
+    Migration {
         version: 11,
         name: "sessions",
         sql: include_str!("../../../../migrations/server-postgres/0011_sessions.sql"),
