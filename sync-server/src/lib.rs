@@ -170,7 +170,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // Handlers see the client's address (login attempts are limited per address).
+    let app =
+        router(state).into_make_service_with_connect_info::<http::session::ClientAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

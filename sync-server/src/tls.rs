@@ -188,7 +188,15 @@ pub async fn serve_tls(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let server = axum::serve(tls_listener, router(state))
+    // Session cookies are `Secure` from now on.
+    state
+        .access
+        .tls
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Handlers see the client's address (login attempts are limited per address).
+    let app =
+        router(state).into_make_service_with_connect_info::<crate::http::session::ClientAddr>();
+    let server = axum::serve(tls_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
     tokio::pin!(server);
@@ -264,7 +272,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 /// Connections that finished their handshake, as axum's server takes them.
-struct TlsListener {
+pub(crate) struct TlsListener {
     conns: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
     _accept_loop: AbortOnDrop,

@@ -521,3 +521,40 @@ async fn login_attempts_are_limited_per_user() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_client_address_over_a_real_socket() {
+    let w = world(3_600_000).await;
+    let mut state = AppState::new(w.storage.clone());
+    let mut access = AccessState::new(None);
+    access.password_cost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    state.access = Arc::new(access);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fleet_sync::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    // A different user each time, so only the address limit can stop them.
+    for i in 0..=fleet_sync::http::session::LOGINS_PER_MIN_PER_ADDRESS {
+        let r = client
+            .post(format!("http://{addr}/api/v1/session"))
+            .json(&json!({ "tenant": "acme", "email": format!("u{i}@example.com"), "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    assert!(
+        statuses[..statuses.len() - 1].iter().all(|s| *s == 401),
+        "{statuses:?}"
+    );
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+}

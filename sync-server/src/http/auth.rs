@@ -218,7 +218,7 @@ pub struct AccessState {
     /// Login attempts, per user and per client address.
     pub login_limiter: RateLimiter,
     /// The server speaks TLS itself, so session cookies are `Secure`.
-    pub tls: bool,
+    pub tls: std::sync::atomic::AtomicBool,
     pub session_ttl_ms: i64,
     pub password_cost: PasswordCost,
     decoy_hash: std::sync::OnceLock<String>,
@@ -237,7 +237,7 @@ impl AccessState {
             key_limiter: RateLimiter::default(),
             device_limiter: RateLimiter::default(),
             login_limiter: RateLimiter::default(),
-            tls: false,
+            tls: std::sync::atomic::AtomicBool::new(false),
             session_ttl_ms: SESSION_TTL_MS,
             password_cost: PasswordCost::DEFAULT,
             decoy_hash: std::sync::OnceLock::new(),

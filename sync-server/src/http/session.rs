@@ -128,10 +128,32 @@ pub fn parse_session_cookie(value: &str) -> Option<(Uuid, &str)> {
     (!secret.is_empty() && secret.len() <= 128).then_some((tenant, secret))
 }
 
+/// The client's address, as `serve` and `serve_tls` hand it to handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// Whether cookies get `Secure`: the server speaks TLS itself, or a proxy in
 /// front of it says the client used https.
 fn secure(state: &AppState, headers: &HeaderMap) -> bool {
-    state.access.tls
+    state.access.tls.load(std::sync::atomic::Ordering::Relaxed)
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -243,7 +265,7 @@ pub async fn login(
     body: Result<ApiJson<Login>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiJson(req) = body?;
-    if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<SocketAddr>>() {
+    if let Some(ConnectInfo(ClientAddr(addr))) = extensions.get::<ConnectInfo<ClientAddr>>() {
         state
             .access
             .login_limiter
