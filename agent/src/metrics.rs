@@ -35,6 +35,9 @@ pub const QUEUE_DEPTH: &str = "fleet_agent_queue_depth";
 pub const OLDEST_UNSYNCED_AGE: &str = "fleet_agent_oldest_unsynced_age_seconds";
 pub const STORE_BYTES: &str = "fleet_agent_store_bytes";
 pub const STORE_BUDGET: &str = "fleet_agent_store_budget_bytes";
+pub const DISK_FULL: &str = "fleet_agent_disk_full";
+pub const DISK_FULL_WRITES: &str = "fleet_agent_disk_full_writes_total";
+pub const DISK_FREE: &str = "fleet_agent_disk_free_bytes";
 pub const WATCHDOG_PETS: &str = "fleet_agent_watchdog_pets_total";
 pub const WATCHDOG_LAST_PET_AGE: &str = "fleet_agent_watchdog_last_pet_age_seconds";
 pub const ENROLLED: &str = "fleet_agent_enrolled";
@@ -258,6 +261,26 @@ pub fn render(
         s.disk_budget_bytes as f64,
     );
     p.single(
+        DISK_FULL,
+        Gauge,
+        "1 while the file system holding the store is full (its reserved room is given up).",
+        f64::from(u8::from(s.disk_full)),
+    );
+    p.single(
+        DISK_FULL_WRITES,
+        Counter,
+        "Store writes the file system refused for lack of room, each followed by eviction and a retry.",
+        s.disk_full_total as f64,
+    );
+    if let Some(free) = s.disk_free_bytes {
+        p.single(
+            DISK_FREE,
+            Gauge,
+            "Bytes left on the file system holding the store.",
+            free as f64,
+        );
+    }
+    p.single(
         WATCHDOG_PETS,
         Counter,
         "systemd watchdog pets since the agent started.",
@@ -409,6 +432,9 @@ mod tests {
             pruned_acked: 7,
             db_bytes: 4096,
             disk_budget_bytes: 8 << 20,
+            disk_full: true,
+            disk_full_total: 3,
+            disk_free_bytes: Some(12_288),
         }
     }
 
@@ -455,6 +481,9 @@ mod tests {
         assert_eq!(value(&page, WATCHDOG_LAST_PET_AGE, None), 15.0);
         assert_eq!(value(&page, ENROLLED, None), 1.0);
         assert_eq!(value(&page, SOURCE_UP, Some(("source", "can"))), 0.0);
+        assert_eq!(value(&page, DISK_FULL, None), 1.0);
+        assert_eq!(value(&page, DISK_FULL_WRITES, None), 3.0);
+        assert_eq!(value(&page, DISK_FREE, None), 12_288.0);
     }
 
     #[test]

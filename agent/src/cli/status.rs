@@ -78,6 +78,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             "evicted_critical": stats.evicted_critical,
             "db_bytes": stats.db_bytes,
             "disk_budget_bytes": stats.disk_budget_bytes,
+            "disk_full": stats.disk_full,
+            "disk_full_writes": stats.disk_full_total,
+            "disk_free_bytes": stats.disk_free_bytes,
+            "evicted_telemetry": stats.evicted_telemetry,
+            "evicted_normal": stats.evicted_normal,
         });
         println!("{out}");
         return Ok(());
@@ -121,9 +126,17 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         stats.evicted_events, stats.evicted_critical
     );
     println!(
-        "disk:            {:.1} of {:.1} MB",
+        "disk:            {:.1} of {:.1} MB{}",
         stats.db_bytes as f64 / 1_048_576.0,
-        stats.disk_budget_bytes as f64 / 1_048_576.0
+        stats.disk_budget_bytes as f64 / 1_048_576.0,
+        match (stats.disk_full, stats.disk_free_bytes) {
+            (true, _) => format!(
+                "; FULL ({} writes refused, evicting to make room)",
+                stats.disk_full_total
+            ),
+            (false, Some(free)) => format!("; {:.1} MB free", free as f64 / 1_048_576.0),
+            (false, None) => String::new(),
+        }
     );
     Ok(())
 }

@@ -122,7 +122,7 @@ pub(crate) fn sync_state(
 
 /// What a save hands the writer. Computed on the caller's task, since it needs
 /// the caller's document.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct DocSave {
     doc_id: String,
     /// The stored heads `bytes` was computed against (None: nothing was stored).

@@ -28,6 +28,17 @@
 //! incremental auto-vacuum so freed pages go back to the file system and the
 //! file really shrinks.
 //!
+//! # A full disk
+//!
+//! The file system may fill before the budget does (other files, a small card).
+//! When SQLite answers SQLITE_FULL, the writer rolls the transaction back, gives
+//! up the room it keeps in reserve (`agent.db-reserve`, [`reserve`]) so that the
+//! delete can be written, evicts in the same order as for the budget (a tenth
+//! of the store at least, more on each retry), and writes the transaction's
+//! events again under the same seqs; acks, anchors and meta values are retried
+//! the same way. The reserve is taken back once there is room; while it is
+//! missing, `status` and `/metrics` report the disk full.
+//!
 //! # Threads
 //!
 //! One writer thread owns the write connection and takes commands from a bounded
@@ -39,6 +50,7 @@
 mod docs;
 pub mod outbox;
 mod read;
+pub mod reserve;
 pub mod rows;
 pub mod schema;
 mod writer;
@@ -141,6 +153,14 @@ pub struct StoreStats {
     pub pruned_acked: u64,
     pub db_bytes: u64,
     pub disk_budget_bytes: u64,
+    /// The file system is full: the store had to give up its reserved room
+    /// ([`reserve`]) and has not been able to take it back.
+    pub disk_full: bool,
+    /// Writes the file system refused for lack of room, each followed by
+    /// eviction and a retry.
+    pub disk_full_total: u64,
+    /// Room left on the file system holding the store.
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// What one eviction pass did.
@@ -200,7 +220,7 @@ impl Store {
         let reader = schema::open_reader(&path)?;
         let budget = opts.disk_budget_bytes;
         let (commands, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let handle = writer::spawn(conn, rx, boot_id, opts)?;
+        let handle = writer::spawn(conn, reserve::Reserve::beside(&path), rx, boot_id, opts)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

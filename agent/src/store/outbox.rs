@@ -73,6 +73,19 @@ pub fn eviction_target(budget_bytes: u64) -> u64 {
     budget_bytes / 10 * 9
 }
 
+/// The least a full disk makes eviction free per attempt.
+pub const FULL_DISK_MIN_EVICT_BYTES: u64 = 2 << 20;
+
+/// Where eviction brings a store of `used` bytes when the file system refused a
+/// write: a tenth of it, at least [`FULL_DISK_MIN_EVICT_BYTES`], twice as much
+/// on each further attempt, and never above the budget's own target.
+pub fn full_disk_target(used: u64, budget_bytes: u64, attempt: u32) -> u64 {
+    let room = (used / 10)
+        .max(FULL_DISK_MIN_EVICT_BYTES)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(8));
+    used.saturating_sub(room).min(eviction_target(budget_bytes))
+}
+
 /// How many rows to delete next to free about `excess` bytes, given the average
 /// row size seen so far. At least a few pages' worth so progress is certain.
 pub fn eviction_step(excess: u64, avg_row_bytes: u64) -> usize {
@@ -149,6 +162,17 @@ mod tests {
     fn eviction_never_lists_unacked_critical() {
         assert!(!EVICTION_ORDER.contains(&EvictionClass::Unacked(Priority::Critical)));
         assert_eq!(EVICTION_ORDER[0], EvictionClass::Acked);
+    }
+
+    #[test]
+    fn a_full_disk_frees_a_tenth_or_two_megabytes_and_more_each_attempt() {
+        let mb = 1 << 20;
+        assert_eq!(full_disk_target(100 * mb, 256 * mb, 1), 90 * mb);
+        assert_eq!(full_disk_target(100 * mb, 256 * mb, 2), 80 * mb);
+        assert_eq!(full_disk_target(10 * mb, 256 * mb, 1), 8 * mb);
+        assert_eq!(full_disk_target(mb, 256 * mb, 1), 0);
+        // Over the budget already: the budget's target is lower still.
+        assert_eq!(full_disk_target(100 * mb, 50 * mb, 1), 45 * mb);
     }
 
     #[test]

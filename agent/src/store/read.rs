@@ -1,7 +1,7 @@
 //! Queries on the read connection. Each runs inside one read transaction so the
 //! counters and the rows it returns come from the same snapshot.
 
-use super::{outbox, rows, schema, PendingBatch, StoreError, StoreStats};
+use super::{outbox, reserve, rows, schema, PendingBatch, StoreError, StoreStats};
 use fleet_protocol::{BootId, Event, EventTime, Hlc, Kind, Priority, TimeAnchor, TimeSource};
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -176,6 +176,9 @@ pub(crate) fn stats(c: &Connection, path: &Path, budget: u64) -> Result<StoreSta
             pruned_acked: o.pruned_acked,
             db_bytes: schema::file_bytes(path),
             disk_budget_bytes: budget,
+            disk_full: !reserve::held(&path.with_file_name(reserve::RESERVE_FILE)),
+            disk_full_total: meta_u64(c, super::writer::META_DISK_FULL_TOTAL)?,
+            disk_free_bytes: path.parent().and_then(reserve::free_bytes),
         })
     })
 }
@@ -236,4 +239,15 @@ pub(crate) fn meta(c: &Connection, key: &str) -> Result<Option<Vec<u8>>, StoreEr
     Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
         .optional()?)
+}
+
+/// A counter kept in `meta` as decimal text; 0 when absent.
+pub(crate) fn meta_u64(c: &Connection, key: &str) -> Result<u64, StoreError> {
+    match meta(c, key)? {
+        None => Ok(0),
+        Some(v) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("meta {key} is not a number"))),
+    }
 }

@@ -6,6 +6,7 @@
 use super::docs::{self, DocSave};
 use super::outbox::{self, EvictionClass};
 use super::read::{self, OutboxRow};
+use super::reserve::{is_disk_full, Reserve};
 use super::{rows, schema, EvictionReport, NewEvent, StoreError, StoreOptions};
 use fleet_protocol::{BootId, Hlc, HlcClock, Priority, TimeAnchor};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -14,6 +15,13 @@ use tokio::time::Instant;
 
 /// Most commands the writer takes off the queue at once.
 const RECV_BATCH: usize = 512;
+
+/// How many times a transaction the file system refused is written again, each
+/// after evicting more, before its events are reported as not stored.
+const FULL_RETRIES: u32 = 3;
+
+/// The meta key counting the writes a full file system refused.
+pub(crate) const META_DISK_FULL_TOTAL: &str = "store.disk_full_total";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -55,11 +63,12 @@ pub(crate) enum Command {
 
 pub(crate) fn spawn(
     conn: Connection,
+    reserve: Reserve,
     rx: mpsc::Receiver<Command>,
     boot_id: BootId,
     opts: StoreOptions,
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
-    let writer = Writer::new(conn, boot_id, opts)?;
+    let writer = Writer::new(conn, reserve, boot_id, opts)?;
     // A private single-thread runtime gives the thread a timed wait on the async
     // queue, whatever runtime (if any) the caller uses.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -84,12 +93,22 @@ struct Writer {
     /// Events in the open transaction, and the callers waiting for it.
     pending: usize,
     waiting: Vec<(u64, Reply<u64>)>,
+    /// The open transaction's events, kept so that a transaction the file system
+    /// refuses can be written again once eviction has made room.
+    tx_events: Vec<NewEvent>,
     deadline: Option<Instant>,
     payload: Vec<u8>,
+    reserve: Reserve,
+    disk_full_total: u64,
 }
 
 impl Writer {
-    fn new(conn: Connection, boot_id: BootId, opts: StoreOptions) -> Result<Self, StoreError> {
+    fn new(
+        conn: Connection,
+        reserve: Reserve,
+        boot_id: BootId,
+        opts: StoreOptions,
+    ) -> Result<Self, StoreError> {
         conn.execute(
             "INSERT OR IGNORE INTO boots (boot_id) VALUES (?1)",
             [&boot_id.0[..]],
@@ -106,6 +125,10 @@ impl Writer {
             conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
         let committed_seq = o.last_seq.max(max_row.unwrap_or(0) as u64);
         let committed_hlc = Hlc(o.last_hlc);
+        let disk_full_total = read::meta_u64(&conn, META_DISK_FULL_TOTAL)?;
+        if !reserve.restore() {
+            tracing::warn!("the disk is full: no room to reserve for eviction");
+        }
         Ok(Self {
             conn,
             boot,
@@ -117,8 +140,11 @@ impl Writer {
             in_tx: false,
             pending: 0,
             waiting: Vec::new(),
+            tx_events: Vec::new(),
             deadline: None,
             payload: Vec::with_capacity(256),
+            reserve,
+            disk_full_total,
         })
     }
 
@@ -213,7 +239,7 @@ impl Writer {
                 let _ = reply.send(result);
             }
             Command::DocSave { save, reply } => {
-                let result = self.durably(|w| docs::apply_save(&w.conn, save));
+                let result = self.durably(|w| docs::apply_save(&w.conn, save.clone()));
                 let _ = reply.send(result);
             }
             Command::SetDocSyncState {
@@ -237,6 +263,19 @@ impl Writer {
                 if let Some(reply) = reply {
                     self.waiting.push((seq, reply));
                 }
+                self.tx_events.push(ev);
+            }
+            Err(e) if is_disk_full(&e) && self.in_tx => {
+                // The event joins the refused transaction, under the seq it would
+                // have had; the commit writes them all again after evicting.
+                if let Some(reply) = reply {
+                    self.waiting.push((self.next_seq, reply));
+                }
+                self.tx_events.push(ev);
+                self.next_seq += 1;
+                self.pending += 1;
+                let _ = self.commit();
+                return;
             }
             Err(e) => {
                 tracing::error!(kind = %ev.kind, error = %e, "event not stored");
@@ -288,28 +327,44 @@ impl Writer {
         Ok(seq)
     }
 
-    /// Runs `op` in the open transaction (undoing only its own effects if it
-    /// fails) and commits, so the change is durable when the caller hears back.
+    /// Commits the queued events, then runs `op` in a transaction of its own and
+    /// commits it, so the change is durable when the caller hears back. If the
+    /// file system refuses it, room is made and `op` runs once more.
     fn durably<T>(
         &mut self,
-        op: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+        mut op: impl FnMut(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.begin()?;
-        self.conn.execute_batch("SAVEPOINT op")?;
-        match op(self) {
-            Ok(v) => {
-                self.conn.execute_batch("RELEASE op")?;
-                self.commit()?;
-                Ok(v)
+        // Alone in its transaction, the change can be retried without the
+        // events, which `commit` writes again by itself.
+        self.commit()?;
+        match self.op_transaction(&mut op) {
+            Err(e) if is_disk_full(&e) => {
+                if let Err(evict) = self.make_room(1) {
+                    tracing::error!(error = %evict, "eviction to make room on a full disk failed");
+                }
+                let result = self.op_transaction(&mut op);
+                if result.is_ok() {
+                    self.reserve.restore();
+                }
+                result
             }
-            Err(e) => {
-                self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
-                // Commit what else the transaction holds rather than keep the
-                // write lock with no deadline to release it.
-                let _ = self.commit();
-                Err(e)
-            }
+            r => r,
         }
+    }
+
+    fn op_transaction<T>(
+        &mut self,
+        op: &mut impl FnMut(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = op(self).and_then(|v| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(v)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
     fn set_acked(&mut self, seq: u64) -> Result<(), StoreError> {
@@ -324,14 +379,19 @@ impl Writer {
     }
 
     /// Commits the open transaction (if any) and answers the callers waiting on
-    /// it. Returns the highest committed seq.
+    /// it. Returns the highest committed seq. A transaction the file system
+    /// refuses is rolled back, room is made by eviction, and it is written again.
     fn commit(&mut self) -> Result<u64, StoreError> {
         self.deadline = None;
         if !self.in_tx {
             return Ok(self.committed_seq);
         }
-        let result = self.try_commit();
+        let result = match self.try_commit() {
+            Err(e) if is_disk_full(&e) => self.write_again_after_full(e),
+            r => r,
+        };
         self.in_tx = false;
+        self.tx_events.clear();
         let waiting = std::mem::take(&mut self.waiting);
         let pending = std::mem::replace(&mut self.pending, 0);
         match result {
@@ -347,10 +407,12 @@ impl Writer {
                 Ok(self.committed_seq)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
                 self.next_seq = self.committed_seq + 1;
                 self.hlc = HlcClock::resume(self.committed_hlc);
-                let unanswered = pending - waiting.len();
+                let unanswered = pending.saturating_sub(waiting.len());
                 tracing::error!(
                     lost = unanswered,
                     failed = waiting.len(),
@@ -365,6 +427,76 @@ impl Writer {
                 Err(e)
             }
         }
+    }
+
+    /// The file system refused the open transaction (SQLITE_FULL), which SQLite
+    /// may already have rolled back. Roll back, evict by priority to make room
+    /// (releasing the reserve so the eviction itself can be written), and write
+    /// the transaction's events again under the same seqs. A full disk costs
+    /// old low-priority events, never the ones being recorded.
+    fn write_again_after_full(&mut self, mut err: StoreError) -> Result<(), StoreError> {
+        for attempt in 1..=FULL_RETRIES {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            self.next_seq = self.committed_seq + 1;
+            self.hlc = HlcClock::resume(self.committed_hlc);
+            self.pending = 0;
+            tracing::warn!(
+                attempt,
+                events = self.tx_events.len(),
+                error = %err,
+                "the disk is full; evicting to make room and writing again"
+            );
+            if let Err(e) = self.make_room(attempt) {
+                tracing::error!(error = %e, "eviction to make room on a full disk failed");
+            }
+            match self.write_tx_events() {
+                Ok(()) => {
+                    self.reserve.restore();
+                    return Ok(());
+                }
+                Err(e) if is_disk_full(&e) => err = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(err)
+    }
+
+    /// Writes the kept events of a refused transaction again, and commits.
+    fn write_tx_events(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let events = std::mem::take(&mut self.tx_events);
+        let mut result = Ok(());
+        for ev in &events {
+            if let Err(e) = self.insert(ev) {
+                result = Err(e);
+                break;
+            }
+        }
+        self.tx_events = events;
+        result?;
+        self.try_commit()
+    }
+
+    /// Frees room on a full disk: gives up the reserve and evicts, by priority,
+    /// a tenth of the store (at least [`outbox::FULL_DISK_MIN_EVICT_BYTES`]) per
+    /// attempt, more on each retry; the count of refused writes is kept with it.
+    fn make_room(&mut self, attempt: u32) -> Result<EvictionReport, StoreError> {
+        self.disk_full_total += 1;
+        self.reserve.release();
+        let used = schema::used_bytes(&self.conn)?;
+        let target = outbox::full_disk_target(used, self.opts.disk_budget_bytes, attempt);
+        let report = self.evict_to(target)?;
+        tracing::warn!(
+            telemetry = report.evicted_telemetry,
+            normal = report.evicted_normal,
+            pruned_acked = report.pruned_acked,
+            used_before = report.used_bytes_before,
+            used_after = report.used_bytes_after,
+            "disk full: evicted to make room"
+        );
+        Ok(report)
     }
 
     fn try_commit(&mut self) -> Result<(), StoreError> {
@@ -385,30 +517,25 @@ impl Writer {
     fn enforce_budget(&mut self) -> Result<EvictionReport, StoreError> {
         let budget = self.opts.disk_budget_bytes;
         let before = schema::used_bytes(&self.conn)?;
-        let mut report = EvictionReport {
-            used_bytes_before: before,
-            used_bytes_after: before,
-            ..Default::default()
-        };
         if before <= budget {
-            return Ok(report);
+            return Ok(EvictionReport {
+                used_bytes_before: before,
+                used_bytes_after: before,
+                ..Default::default()
+            });
         }
         let target = outbox::eviction_target(budget);
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match self.evict_until(target, before, &mut report) {
-            Ok(()) => self.conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e);
+        let report = match self.evict_to(target) {
+            // Deleting needs room too: with the reserve given up it has some.
+            Err(e) if is_disk_full(&e) => {
+                self.disk_full_total += 1;
+                self.reserve.release();
+                let report = self.evict_to(target)?;
+                self.reserve.restore();
+                report
             }
-        }
-        // Moves the free pages to the end of the file and truncates it; the
-        // checkpoint carries that into the main file and resets the WAL.
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        report.used_bytes_after = schema::used_bytes(&self.conn)?;
-        report.over_budget = report.used_bytes_after > budget;
+            r => r?,
+        };
         let evicted = report.evicted_telemetry + report.evicted_normal;
         if report.over_budget {
             tracing::error!(
@@ -430,6 +557,48 @@ impl Writer {
                 "pruned acknowledged events"
             );
         }
+        Ok(report)
+    }
+
+    /// Deletes events in [`outbox::EVICTION_ORDER`] until the pages in use fit
+    /// `target` (or only unacknowledged critical events are left), keeping the
+    /// count of refused writes in the same transaction; then gives the freed
+    /// pages back to the file system.
+    fn evict_to(&mut self, target: u64) -> Result<EvictionReport, StoreError> {
+        let before = schema::used_bytes(&self.conn)?;
+        let mut report = EvictionReport {
+            used_bytes_before: before,
+            used_bytes_after: before,
+            ..Default::default()
+        };
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let evicted = self
+            .evict_until(target, before, &mut report)
+            .and_then(|()| {
+                self.conn
+                    .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                    .execute(params![
+                        META_DISK_FULL_TOTAL,
+                        self.disk_full_total.to_string().into_bytes()
+                    ])?;
+                Ok(())
+            });
+        match evicted.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
+            Ok(()) => {}
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                return Err(e);
+            }
+        }
+        // Moves the free pages to the end of the file and truncates it; the
+        // checkpoint carries that into the main file and resets the WAL.
+        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        report.used_bytes_after = schema::used_bytes(&self.conn)?;
+        report.over_budget = report.used_bytes_after > self.opts.disk_budget_bytes;
         Ok(report)
     }
 
