@@ -567,6 +567,43 @@ mod tests {
         assert_eq!(made.id_hex(), read.id_hex(), "the demo keeps its key");
     }
 
+    #[test]
+    fn a_reseal_plan_moves_old_and_plain_secrets_and_names_any_it_cannot_open() {
+        let tenant = Uuid::new_v4();
+        let (old, new) = (KeyEncryptionKey::generate(), KeyEncryptionKey::generate());
+        let under_old = old.seal(tenant, &[5; 32]);
+        let ResealStep::Reseal(moved) = plan_reseal(tenant, &under_old, &old, &new).unwrap() else {
+            panic!("a secret under the old key is re-sealed");
+        };
+        assert_eq!(new.open(tenant, &moved).unwrap(), [5; 32]);
+        assert_eq!(
+            plan_reseal(tenant, &moved, &old, &new).unwrap(),
+            ResealStep::AlreadyNew
+        );
+        let ResealStep::SealPlain(sealed) = plan_reseal(tenant, &[6; 32], &old, &new).unwrap()
+        else {
+            panic!("a plain seed is sealed under the new key");
+        };
+        assert_eq!(new.open(tenant, &sealed).unwrap(), [6; 32]);
+
+        let third = KeyEncryptionKey::generate();
+        let err = plan_reseal(tenant, &third.seal(tenant, &[7; 32]), &old, &new).unwrap_err();
+        assert!(
+            err.to_string().contains(&third.id_hex()) && err.to_string().contains(&old.id_hex()),
+            "{err}"
+        );
+        let mut flipped = under_old.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            plan_reseal(tenant, &flipped, &old, &new).unwrap_err(),
+            ResealError::NotOpened { .. }
+        ));
+        assert!(matches!(
+            plan_reseal(tenant, b"garbage", &old, &new).unwrap_err(),
+            ResealError::Damaged { .. }
+        ));
+    }
+
     async fn sqlite() -> (
         std::sync::Arc<dyn crate::storage::Storage>,
         tempfile::TempDir,

@@ -133,7 +133,7 @@ pub async fn start(s: KioskSetup<'_>) -> anyhow::Result<YardKiosk> {
     }
     let camera = dir.join("camera");
     std::fs::create_dir_all(&camera)?;
-    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x4B10_5C);
+    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x004B_105C);
     show(&camera, &yard_frame(&mut rng, None)).await?;
 
     let port = ui_port(s.ui_port)?;
