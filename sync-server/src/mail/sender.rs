@@ -9,7 +9,7 @@ use crate::storage::now_ms;
 use crate::storage::reservations::SmtpSettings;
 use crate::AppState;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -43,19 +43,18 @@ pub async fn send_due(state: &AppState, settings: &MailSettings, now_ms: i64) ->
     };
     let mut smtp: HashMap<Uuid, Option<SmtpSettings>> = HashMap::new();
     for d in due {
-        if !smtp.contains_key(&d.tenant_id) {
-            match state.storage.reservation_settings(d.tenant_id).await {
-                Ok(s) => {
-                    smtp.insert(d.tenant_id, s.smtp);
-                }
+        let tenant_smtp = match smtp.entry(d.tenant_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => match state.storage.reservation_settings(d.tenant_id).await {
+                Ok(s) => v.insert(s.smtp),
                 Err(e) => {
                     // Left leased: it is due again when the lease ends.
                     tracing::warn!(tenant = %d.tenant_id, error = %e, "cannot read the SMTP settings");
                     continue;
                 }
-            }
-        }
-        let outcome = attempt(smtp[&d.tenant_id].as_ref(), settings, &d, now_ms).await;
+            },
+        };
+        let outcome = attempt(tenant_smtp.as_ref(), settings, &d, now_ms).await;
         match &outcome {
             MailOutcome::Sent => {
                 report.sent += 1;

@@ -36,10 +36,16 @@ pub async fn mail_is_queued_once_per_message_id_retried_and_dead_letters_stay_li
     let t = storage.create_tenant("acme").await.unwrap().tenant_id;
     let other = storage.create_tenant("other").await.unwrap().tenant_id;
     let m = mail("one", true);
-    assert_eq!(storage.enqueue_mail(t, &[m.clone()], NOW).await.unwrap(), 1);
     assert_eq!(
         storage
-            .enqueue_mail(t, &[m.clone()], NOW + 5)
+            .enqueue_mail(t, std::slice::from_ref(&m), NOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        storage
+            .enqueue_mail(t, std::slice::from_ref(&m), NOW + 5)
             .await
             .unwrap(),
         0,
@@ -212,7 +218,7 @@ pub async fn a_due_report_is_claimed_once_and_its_run_recorded_once(storage: Arc
     let m = mail("report-run", true);
     let r = run(s.id, NOW, vec![m.message_id.clone()]);
     assert!(storage
-        .finish_report_run(t, &r, NOW + DAY, &[m.clone()])
+        .finish_report_run(t, &r, NOW + DAY, std::slice::from_ref(&m))
         .await
         .unwrap());
     assert!(
