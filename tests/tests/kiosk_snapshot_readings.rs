@@ -109,7 +109,7 @@ impl Server {
             .enumerate()
             .map(|(i, (kind, data, wall_ms))| Event {
                 seq: i as u64 + 1,
-                kind: Kind::known(*kind),
+                kind: Kind::known(kind),
                 priority: Priority::Normal,
                 time: EventTime {
                     boot_id: BootId([9; 16]),
