@@ -122,7 +122,7 @@ pub struct SnapshotDefect {
     pub is_unsafe: bool,
 }
 
-/// Open defects carried per asset; the rest are counted, not listed.
+/// Open defects carried per asset (unsafe ones first); the rest are left out.
 pub const MAX_DEFECTS_PER_ASSET: usize = 5;
 /// Characters kept of a defect's item and note.
 pub const MAX_DEFECT_TEXT: usize = 120;
