@@ -243,3 +243,39 @@ pub async fn reseal_signing_keys(
     let report = reseal_all(storage, &old, &new).await?;
     Ok(serde_json::to_value(report).expect("a report serialises"))
 }
+
+/// `admin user set-password` (and `user create --password-stdin`): sets the
+/// user's dashboard password, ending their sessions.
+pub async fn set_password(
+    storage: &dyn Storage,
+    tenant: Uuid,
+    user: Uuid,
+    password: String,
+) -> Result<Value, ApiError> {
+    use crate::http::session::{check_password, hash_password, PasswordCost};
+    check_password(&password)?;
+    known_tenant(storage, tenant).await?;
+    if storage.user(tenant, user).await?.is_none() {
+        return Err(ApiError::not_found("user_not_found", "no such user"));
+    }
+    let phc = tokio::task::spawn_blocking(move || hash_password(PasswordCost::DEFAULT, &password))
+        .await
+        .expect("password hashing does not panic");
+    storage.set_password(tenant, user, &phc, now_ms()).await?;
+    audit(
+        storage,
+        tenant,
+        "user.set_password",
+        format!("user:{user}"),
+        json!({}),
+    )
+    .await?;
+    Ok(json!({ "id": user, "password_set": true }))
+}
+
+/// The first line of standard input, without its line ending.
+pub fn read_password_line(mut input: impl std::io::BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}

@@ -221,6 +221,17 @@ enum UserCmd {
         /// admin, manager, dispatcher, driver, technician or read_only.
         #[arg(long)]
         role: String,
+        /// Also set the dashboard password, read as the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's dashboard password, read as the first line of standard input;
+    /// ends the user's sessions.
+    SetPassword {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        user: Uuid,
     },
     /// List the tenant's users; prints {"users": […]}.
     List {
@@ -554,8 +565,44 @@ async fn main() -> anyhow::Result<()> {
                             email,
                             name,
                             role,
+                            password_stdin,
                         } => {
-                            admin::create_user(&*storage, tenant, &email, &name, &role, None).await
+                            // Read before creating, so a failed read creates nobody.
+                            let password = match password_stdin {
+                                true => Some(admin::read_password_line(std::io::stdin().lock())?),
+                                false => None,
+                            };
+                            match password {
+                                Some(p) => {
+                                    if let Err(e) = fleet_sync::http::session::check_password(&p) {
+                                        anyhow::bail!("{} ({})", e.message, e.code);
+                                    }
+                                    match admin::create_user(
+                                        &*storage, tenant, &email, &name, &role, None,
+                                    )
+                                    .await
+                                    {
+                                        Ok(user) => {
+                                            let id: Uuid =
+                                                serde_json::from_value(user["id"].clone())?;
+                                            admin::set_password(&*storage, tenant, id, p)
+                                                .await
+                                                .map(|_| user)
+                                        }
+                                        Err(e) => Err(e),
+                                    }
+                                }
+                                None => {
+                                    admin::create_user(
+                                        &*storage, tenant, &email, &name, &role, None,
+                                    )
+                                    .await
+                                }
+                            }
+                        }
+                        UserCmd::SetPassword { tenant, user } => {
+                            let password = admin::read_password_line(std::io::stdin().lock())?;
+                            admin::set_password(&*storage, tenant, user, password).await
                         }
                         UserCmd::List { tenant } => admin::list_users(&*storage, tenant).await,
                         UserCmd::Disable { tenant, user } => {
