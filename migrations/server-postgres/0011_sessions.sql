@@ -39,3 +39,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Availability probes each vehicle for its last holding booking that starts
+-- before the window ends (storage::postgres::reservations::available_vehicles).
+-- With end_ms and buffer_ms in the index that probe is an index-only scan.
+DROP INDEX reservations_holding;
+CREATE INDEX reservations_holding ON reservations (tenant_id, vehicle_id, start_ms)
+    INCLUDE (end_ms, buffer_ms) WHERE status IN ('pending', 'approved', 'active');

@@ -22,3 +22,10 @@ CREATE TABLE user_sessions (
     PRIMARY KEY (tenant_id, session_sha256)
 ) WITHOUT ROWID;
 CREATE INDEX user_sessions_by_user ON user_sessions (tenant_id, user_id);
+
+-- Availability probes each vehicle for its last holding booking that starts
+-- before the window ends (storage::sqlite::reservations::available_vehicles).
+-- With end_ms and buffer_ms in the index that probe never reads the table.
+DROP INDEX reservations_holding;
+CREATE INDEX reservations_holding ON reservations (tenant_id, vehicle_id, start_ms, end_ms, buffer_ms)
+    WHERE status IN ('pending', 'approved', 'active');
