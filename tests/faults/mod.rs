@@ -1,8 +1,10 @@
 //! Fault injection for the `fault_*` tests: the profile that sets how hard they
-//! push (`FLEET_FAULT_PROFILE=long` from `tests/run --long`), and a TCP proxy that
-//! misbehaves on command between an agent and a server.
+//! push (`FLEET_FAULT_PROFILE=long` from `tests/run --long`), a TCP proxy that
+//! misbehaves on command between an agent and a server, a small file system to
+//! fill, and a wall clock that jumps under a real process.
 
 pub mod proxy;
+pub mod small_fs;
 
 /// How many faults a suite injects: the fast profile runs in CI, the long one by
 /// hand (`tests/run --long`), with the same tests.
