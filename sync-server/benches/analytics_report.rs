@@ -230,7 +230,10 @@ async fn postgres(runs: usize) {
     // Autovacuum would have visited a year of rollups long before anyone asks
     // for a report; the bench does it at once, so the index-only scan that the
     // report index (migration 0010) allows sees pages marked all-visible.
-    admin.batch_execute("VACUUM ANALYZE vehicle_day").await.unwrap();
+    admin
+        .batch_execute("VACUUM ANALYZE vehicle_day")
+        .await
+        .unwrap();
     eprintln!(
         "postgres: {} rollup rows written in {:.1} s",
         devices.len(),
