@@ -973,12 +973,16 @@ pub async fn label_sheet(
     }
     // Check everything before issuing anything.
     let mut assets = Vec::with_capacity(req.asset_ids.len());
-    for id in &req.asset_ids {
+    for (i, id) in req.asset_ids.iter().enumerate() {
+        // Named by its place in the list, not its id: an id the caller cannot
+        // see is not repeated back.
         let a = state
             .storage
             .asset(caller.tenant, *id)
             .await?
-            .ok_or_else(|| ApiError::not_found("asset_not_found", format!("no asset {id}")))?;
+            .ok_or_else(|| {
+                ApiError::not_found("asset_not_found", format!("asset_ids[{i}]: no such asset"))
+            })?;
         if a.retired_at_ms.is_some() {
             return Err(conflict("asset_retired", format!("asset {id} is retired")));
         }

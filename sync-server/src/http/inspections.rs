@@ -570,6 +570,13 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     caller.require(Capability::Custody)?;
     let req: NewInspection = json_body(&headers, body).await?;
+    // Only the tenant's own assets are inspected; another tenant's asset id is
+    // answered as an unknown one.
+    state
+        .storage
+        .asset(caller.tenant, req.asset_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("asset_not_found", "no such asset"))?;
     let form = match req.form_id {
         Some(f) => Some(
             state
@@ -718,7 +725,8 @@ pub fn openapi() -> Value {
                     "responses": {
                         "201": ok("Inspection"),
                         "200": ok("Inspection"),
-                        "400": error_response("bad_json, bad_text, bad_signature, bad_odometer, bad_time, bad_inspection, unknown_item, incomplete_inspection, unknown_form or unknown_blob")
+                        "400": error_response("bad_json, bad_text, bad_signature, bad_odometer, bad_time, bad_inspection, unknown_item, incomplete_inspection, unknown_form or unknown_blob"),
+                        "404": error_response("asset_not_found")
                     }
                 }
             },

@@ -251,6 +251,16 @@ pub async fn issue_label(
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
+    // A key label binds one of the tenant's own assets; another tenant's asset
+    // id is answered as an unknown one.
+    if let Some(asset) = checked.asset_id {
+        if storage.asset(tenant, asset).await?.is_none() {
+            return Ok(Err(refused(
+                "unknown_asset",
+                "asset_id is not an asset of this tenant",
+            )));
+        }
+    }
     let key = tenant_signing_key(storage, tenant).await?;
     let tries = if checked.fixed_id.is_some() {
         1

@@ -321,6 +321,15 @@ pub async fn record_service(
             return Err(bad("bad_meter", format!("{name} must be 0 or more")));
         }
     }
+    // The work order it closes must be one of this tenant's (storage checks the
+    // schedule and vehicle).
+    if let Some(id) = req.work_order_id {
+        state
+            .storage
+            .work_order(caller.tenant, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("work_order_not_found", "no such work order"))?;
+    }
     let (odo, hours) = if req.odometer_km.is_none() || req.engine_hours.is_none() {
         current_meters(&state, caller.tenant, req.vehicle_id).await?
     } else {
@@ -781,7 +790,7 @@ pub fn openapi() -> Value {
                     "responses": {
                         "201": json_response("recorded", json!({"type": "object"})),
                         "400": error_response("bad_json, bad_time, bad_meter"),
-                        "404": error_response("vehicle_not_found, schedule_not_found")
+                        "404": error_response("vehicle_not_found, schedule_not_found, work_order_not_found")
                     }
                 }
             },
