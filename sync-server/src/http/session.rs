@@ -481,60 +481,6 @@ pub async fn set_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CHEAP: PasswordCost = PasswordCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
-
-    #[test]
-    fn a_password_verifies_against_its_own_hash_only() {
-        let phc = hash_password(CHEAP, "correct horse battery");
-        assert!(phc.starts_with("$argon2id$"));
-        assert!(verify_password(&phc, "correct horse battery"));
-        assert!(!verify_password(&phc, "correct horse batterz"));
-        assert!(!verify_password("not a hash", "correct horse battery"));
-        assert_ne!(phc, hash_password(CHEAP, "correct horse battery"));
-    }
-
-    #[test]
-    fn short_and_huge_passwords_are_refused() {
-        assert_eq!(check_password("short").unwrap_err().code, "bad_password");
-        assert!(check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
-        assert!(check_password("ten chars!").is_ok());
-    }
-
-    #[test]
-    fn cookies_are_found_among_others_and_session_values_parse() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; fleet_session=x.y"),
-        );
-        h.append(header::COOKIE, HeaderValue::from_static("fleet_csrf=z"));
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("x.y"));
-        assert_eq!(cookie(&h, CSRF_COOKIE), Some("z"));
-        assert_eq!(cookie(&h, "b"), None);
-        let t = Uuid::new_v4();
-        assert_eq!(
-            parse_session_cookie(&format!("{t}.fs_abc")),
-            Some((t, "fs_abc"))
-        );
-        assert_eq!(parse_session_cookie("x.y"), None);
-        assert_eq!(parse_session_cookie(&format!("{t}.")), None);
-    }
-
-    #[test]
-    fn the_csrf_token_depends_on_the_session_secret() {
-        assert_eq!(csrf_token("a"), csrf_token("a"));
-        assert_ne!(csrf_token("a"), csrf_token("b"));
-        assert_eq!(csrf_token("a").len(), 64);
-    }
-}
-
 /// The OpenAPI fragment of `/api/v1/session` and `/api/v1/users/{id}/password`.
 pub fn openapi() -> Value {
     use super::openapi::{error_response, json_body, json_response, uuid_param};
@@ -607,4 +553,58 @@ pub fn openapi() -> Value {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: PasswordCost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let phc = hash_password(CHEAP, "correct horse battery");
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password(&phc, "correct horse battery"));
+        assert!(!verify_password(&phc, "correct horse batterz"));
+        assert!(!verify_password("not a hash", "correct horse battery"));
+        assert_ne!(phc, hash_password(CHEAP, "correct horse battery"));
+    }
+
+    #[test]
+    fn short_and_huge_passwords_are_refused() {
+        assert_eq!(check_password("short").unwrap_err().code, "bad_password");
+        assert!(check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+        assert!(check_password("ten chars!").is_ok());
+    }
+
+    #[test]
+    fn cookies_are_found_among_others_and_session_values_parse() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; fleet_session=x.y"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("fleet_csrf=z"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("x.y"));
+        assert_eq!(cookie(&h, CSRF_COOKIE), Some("z"));
+        assert_eq!(cookie(&h, "b"), None);
+        let t = Uuid::new_v4();
+        assert_eq!(
+            parse_session_cookie(&format!("{t}.fs_abc")),
+            Some((t, "fs_abc"))
+        );
+        assert_eq!(parse_session_cookie("x.y"), None);
+        assert_eq!(parse_session_cookie(&format!("{t}.")), None);
+    }
+
+    #[test]
+    fn the_csrf_token_depends_on_the_session_secret() {
+        assert_eq!(csrf_token("a"), csrf_token("a"));
+        assert_ne!(csrf_token("a"), csrf_token("b"));
+        assert_eq!(csrf_token("a").len(), 64);
+    }
 }
