@@ -11,11 +11,13 @@ use std::time::Duration;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A `fleet-sync serve` on a fixed loopback port and data directory, which can be
-/// stopped and started again at the same address.
+/// A `fleet-sync serve` on a fixed loopback port and data directory (or a
+/// PostgreSQL database), which can be stopped and started again at the same
+/// address.
 pub struct ServerProcess {
     bin: PathBuf,
     data: PathBuf,
+    database_url: Option<String>,
     logs: PathBuf,
     port: u16,
     starts: u32,
@@ -28,6 +30,7 @@ impl ServerProcess {
         Ok(ServerProcess {
             bin: bin("fleet-sync")?,
             data: data.to_owned(),
+            database_url: None,
             logs: logs.to_owned(),
             port: free_port()?,
             starts: 0,
@@ -36,14 +39,31 @@ impl ServerProcess {
         })
     }
 
+    /// Keeps the server's data in this PostgreSQL database (`--database-url`)
+    /// instead of SQLite under the data directory.
+    pub fn with_database_url(mut self, url: &str) -> ServerProcess {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn database_args(&self, cmd: &mut Command) {
+        cmd.arg("--data").arg(&self.data);
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        cmd.env_remove("FLEET_DATABASE_URL");
     }
 
     /// `fleet-sync admin --data DIR ARGS…`, whose stdout is one JSON object.
     pub fn admin(&self, args: &[&str]) -> Result<Value> {
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("admin").arg("--data").arg(&self.data).args(args);
+        cmd.arg("admin");
+        self.database_args(&mut cmd);
+        cmd.args(args);
         let out = run_output(cmd, COMMAND_TIMEOUT)?;
         serde_json::from_str(out.trim()).with_context(|| format!("admin {args:?} printed {out:?}"))
     }
@@ -76,9 +96,9 @@ impl ServerProcess {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data")
-            .arg(&self.data)
+            .arg(format!("127.0.0.1:{}", self.port));
+        self.database_args(&mut cmd);
+        cmd
             // Tenant signing keys are sealed with it; the same key on every restart.
             .env("FLEET_KEY_ENCRYPTION_KEY", "6b".repeat(32))
             .env("RUST_LOG", "info");
