@@ -171,8 +171,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Handlers see the client's address (login attempts are limited per address).
-    let app =
-        router(state).into_make_service_with_connect_info::<http::session::ClientAddr>();
+    let app = router(state).into_make_service_with_connect_info::<http::session::ClientAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

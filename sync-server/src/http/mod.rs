@@ -252,7 +252,10 @@ pub fn router(state: AppState) -> Router {
                 .put(reports::update_schedule)
                 .delete(reports::delete_schedule),
         )
-        .route("/api/v1/report-schedules/{id}/runs", get(reports::list_runs))
+        .route(
+            "/api/v1/report-schedules/{id}/runs",
+            get(reports::list_runs),
+        )
         .route("/api/v1/mail", get(reports::list_mail))
         .route("/api/v1/mail/{message_id}/retry", post(reports::retry_mail))
         .route(

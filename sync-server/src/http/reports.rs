@@ -355,10 +355,25 @@ pub fn openapi() -> Value {
                 "recipients": { "type": "array", "items": { "type": "string", "format": "email" }, "minItems": 1, "maxItems": 20 },
                 "filters": { "type": "object", "additionalProperties": false, "properties": {
                     "vehicle": { "type": "string", "format": "uuid" }, "days": { "type": "integer", "minimum": 1, "maximum": 365, "description": "idle report" } } } } },
-            "ReportSchedule": { "allOf": [schema_ref("ReportScheduleRequest"), { "type": "object", "required": ["id", "role", "next_run_ms", "next_run"], "properties": {
-                "id": { "type": "string", "format": "uuid" }, "role": { "type": "string" }, "created_by": nullable(json!({ "type": "string", "format": "uuid" })),
+            // An answer carries every field, weekday and month_day as null when
+            // the cadence has none, and the stored filters as they were given.
+            "ReportSchedule": { "type": "object",
+                "required": ["id", "name", "kind", "format", "period", "hour", "time_zone", "recipients", "filters", "role", "next_run_ms", "next_run"],
+                "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "name": { "type": "string" },
+                "kind": { "type": "string", "enum": KINDS },
+                "format": { "type": "string", "enum": ["csv", "pdf"] },
+                "period": { "type": "string", "enum": PERIODS },
+                "hour": { "type": "integer", "minimum": 0, "maximum": 23 },
+                "weekday": nullable(json!({ "type": "integer", "minimum": 1, "maximum": 7 })),
+                "month_day": nullable(json!({ "type": "integer", "minimum": 1, "maximum": 28 })),
+                "time_zone": { "type": "string" },
+                "recipients": { "type": "array", "items": { "type": "string" } },
+                "filters": { "type": "object" },
+                "role": { "type": "string" }, "created_by": nullable(json!({ "type": "string", "format": "uuid" })),
                 "next_run_ms": { "type": "integer" }, "next_run": time, "last_run_ms": nullable(json!({ "type": "integer" })), "last_run": nullable(time.clone()),
-                "created_at_ms": { "type": "integer" }, "updated_at_ms": { "type": "integer" } } }] },
+                "created_at_ms": { "type": "integer" }, "updated_at_ms": { "type": "integer" } } },
             "ReportScheduleList": { "type": "object", "required": ["schedules"], "properties": { "schedules": { "type": "array", "items": schema_ref("ReportSchedule") } } },
             "ReportRun": { "type": "object", "required": ["due_ms", "status", "window_from", "window_to", "message_ids"], "properties": {
                 "schedule_id": { "type": "string", "format": "uuid" }, "due_ms": { "type": "integer" }, "due": time, "ran_at_ms": { "type": "integer" }, "ran_at": time,
