@@ -144,6 +144,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         cfg.sources.simulator.frame_rates = FrameRates::Thinned;
         cfg.sources.simulator.network_seed = args.seed;
+        // Twenty agents in one process cannot all listen on the metrics port.
+        cfg.metrics.enabled = false;
         let opts = RunOptions {
             data_dir: dir,
             simulate: Some(SimOptions {
