@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// The yard kiosk's touch UI port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8090)]
     pub kiosk_port: u16,
+    /// Run the vehicles only, without the yard kiosk.
+    #[arg(long)]
+    pub no_kiosk: bool,
 }
 
 /// `DIR/demo.json`: how to reach the demo tenant.
@@ -166,24 +169,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("seeding the demo's bookings")?;
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
-    let yard_kiosk = kiosk::start(kiosk::KioskSetup {
-        state: &state,
-        api_key: &api_key,
-        tenant: tenant_id,
-        url: &url,
-        data: &args.data,
-        ui_port: args.kiosk_port,
-        seed: args.seed,
-        location: kiosk::depot_location(city, args.seed),
-        stop: stop_rx.clone(),
-    })
-    .await
-    .context("starting the yard kiosk")?;
+    let yard_kiosk = if args.no_kiosk {
+        None
+    } else {
+        Some(
+            kiosk::start(kiosk::KioskSetup {
+                state: &state,
+                api_key: &api_key,
+                tenant: tenant_id,
+                url: &url,
+                data: &args.data,
+                ui_port: args.kiosk_port,
+                seed: args.seed,
+                location: kiosk::depot_location(city, args.seed),
+                stop: stop_rx.clone(),
+            })
+            .await
+            .context("starting the yard kiosk")?,
+        )
+    };
 
+    let kiosk_line = yard_kiosk.as_ref().map_or_else(
+        || "  yard kiosk:      off (--no-kiosk)".to_owned(),
+        |k| format!("  yard kiosk UI:   {}", k.ui_url),
+    );
     println!(
-        "\nfleet-sync demo: {} simulated vehicles and a yard kiosk syncing to {url}\n  dashboard:       {url}/#key={api_key}\n  yard kiosk UI:   {}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
+        "\nfleet-sync demo: {} simulated vehicles{} syncing to {url}\n  dashboard:       {url}/#key={api_key}\n{kiosk_line}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
         args.vehicles,
-        yard_kiosk.ui_url,
+        if yard_kiosk.is_some() { " and a yard kiosk" } else { "" },
         demo_path.display()
     );
 
@@ -191,8 +204,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tracing::info!("stopping the demo");
     let _ = stop_tx.send(true);
     outages.abort();
-    yard_kiosk.staff.abort();
-    vehicles.push((kiosk::KIOSK_NAME.to_owned(), yard_kiosk.kiosk));
+    if let Some(k) = yard_kiosk {
+        k.staff.abort();
+        vehicles.push((kiosk::KIOSK_NAME.to_owned(), k.kiosk));
+    }
     for (name, task) in vehicles {
         match task.await {
             Ok(Ok(())) => {}

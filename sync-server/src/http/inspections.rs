@@ -572,11 +572,9 @@ pub async fn submit(
     let req: NewInspection = json_body(&headers, body).await?;
     // Only the tenant's own assets are inspected; another tenant's asset id is
     // answered as an unknown one.
-    state
-        .storage
-        .asset(caller.tenant, req.asset_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("asset_not_found", "no such asset"))?;
+    if !super::kiosk::is_tenant_asset(state.storage.as_ref(), caller.tenant, req.asset_id).await? {
+        return Err(ApiError::not_found("asset_not_found", "no such asset"));
+    }
     let form = match req.form_id {
         Some(f) => Some(
             state

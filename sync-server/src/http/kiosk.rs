@@ -239,6 +239,23 @@ fn check(req: &IssueLabel, now_ms: i64) -> Result<Checked, LabelRefused> {
     }
 }
 
+/// Whether `id` names one of the tenant's assets: an entry in the asset
+/// catalog, or a vehicle or asset tag issued here (such tags mint their own
+/// ids). Another tenant's ids are not found either way.
+pub async fn is_tenant_asset(
+    storage: &dyn Storage,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<bool, StorageError> {
+    if storage.asset(tenant, id).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(storage
+        .label(tenant, id)
+        .await?
+        .is_some_and(|l| matches!(l.kind, LabelKind::Vehicle | LabelKind::Asset)))
+}
+
 /// Checks, signs and stores a label. `Ok(Err(_))` is a refused request (nothing
 /// written); `Err(_)` a storage failure.
 pub async fn issue_label(
@@ -254,7 +271,7 @@ pub async fn issue_label(
     // A key label binds one of the tenant's own assets; another tenant's asset
     // id is answered as an unknown one.
     if let Some(asset) = checked.asset_id {
-        if storage.asset(tenant, asset).await?.is_none() {
+        if !is_tenant_asset(storage, tenant, asset).await? {
             return Ok(Err(refused(
                 "unknown_asset",
                 "asset_id is not an asset of this tenant",
