@@ -558,3 +558,92 @@ async fn login_attempts_are_limited_per_client_address_over_a_real_socket() {
     );
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
 }
+
+/// A browser's WebSocket handshake for `/api/v1/stream` with only the `fleet.v1`
+/// subprotocol and the session cookie; the status line, headers and any body.
+async fn stream_handshake(addr: std::net::SocketAddr, origin: &str, cookie: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/stream HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: fleet.v1\r\nOrigin: {origin}\r\nCookie: {cookie}\r\n\r\n"
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = sock.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            let Some(end) = text.find("\r\n\r\n") else {
+                if n == 0 {
+                    break;
+                }
+                continue;
+            };
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if n == 0 || got.len() >= end + 4 + length {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("the server answers the handshake");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn the_live_stream_opens_on_a_session_cookie_from_the_servers_own_pages_only() {
+    let w = world(3_600_000).await;
+    user(&w, "ann@example.com", "dispatcher").await;
+    let s = login(&w, "acme", "ann@example.com", PASSWORD)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fleet_sync::serve(
+        listener,
+        AppState::new(w.storage.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let own = stream_handshake(addr, &format!("http://{addr}"), &s.cookie).await;
+    assert!(own.starts_with("HTTP/1.1 101"), "{own}");
+    assert!(
+        own.to_ascii_lowercase()
+            .contains("sec-websocket-protocol: fleet.v1"),
+        "{own}"
+    );
+    // Another site's page cannot ride on the user's cookie.
+    let other = stream_handshake(addr, "http://attacker.example", &s.cookie).await;
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+    assert!(other.contains("\"cross_origin\""), "{other}");
+
+    let out = call(
+        &w.app,
+        Method::DELETE,
+        "/api/v1/session",
+        As::Cookie(&s.cookie, Some(&s.csrf)),
+        None,
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.body);
+    let after = stream_handshake(addr, &format!("http://{addr}"), &s.cookie).await;
+    assert!(after.starts_with("HTTP/1.1 401"), "{after}");
+    assert!(after.contains("\"session_invalid\""), "{after}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -3,6 +3,10 @@
 //! Authentication is the API key, as `Authorization: Bearer KEY` or, from a
 //! browser (which cannot set headers on a WebSocket), as a subprotocol:
 //! `Sec-WebSocket-Protocol: fleet.v1, bearer.KEY`; the server answers `fleet.v1`.
+//! A dashboard signed in with a password sends only `fleet.v1` and its session
+//! cookie; since a WebSocket handshake is not held to the same-origin rule, a
+//! cookie is taken only from a page of this server's own origin (the `Origin`
+//! header names the host the request went to).
 //! The caller needs `read_fleet`, and the tenant's `live_stream` feature.
 //!
 //! The client sends `subscribe` messages (see [`crate::live::messages`]); the
@@ -58,12 +62,39 @@ impl FromRequestParts<AppState> for StreamCaller {
                     ApiError::unauthorized("bad_api_key", "the API key is not valid")
                 })?;
                 parts.headers.insert(header::AUTHORIZATION, value);
+            } else if super::session::cookie(&parts.headers, super::session::SESSION_COOKIE)
+                .is_some()
+                && !same_origin(&parts.headers)
+            {
+                return Err(ApiError::forbidden(
+                    "cross_origin",
+                    "a stream signed in by session cookie opens only from this server's own pages",
+                ));
             }
         }
         Caller::from_request_parts(parts, state)
             .await
             .map(StreamCaller)
     }
+}
+
+/// Whether a request's `Origin`, if it has one, is the host it was sent to
+/// (`Host`, or `X-Forwarded-Host` behind a proxy). Browsers always send
+/// `Origin` on a WebSocket handshake; other clients need not.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h.trim()))
 }
 
 pub async fn stream(
@@ -336,7 +367,7 @@ pub fn openapi() -> Value {
                 "get": {
                     "operationId": "liveStream",
                     "summary": "Live stream of the fleet (WebSocket)",
-                    "description": "Upgrade to a WebSocket (subprotocol `fleet.v1`). Authenticate with `Authorization: Bearer KEY` or, from a browser, `Sec-WebSocket-Protocol: fleet.v1, bearer.KEY`. Send `StreamSubscribe` messages; receive `StreamEvent`, `StreamHeartbeat` (every 15 s, with a WebSocket ping), `StreamSubscribed`, `StreamResumed`, `StreamGap` and `StreamError` messages. Event ids increase per tenant; resume after a reconnect with `resume_after` set to the last id seen. Close codes: 4008 `client too slow` (the client's queue filled up), 4001 nothing heard from the client (not even a pong) for 45 s, 1011 the stream log could not be read, 1001 the server is shutting down. Cost data is never sent on the stream.",
+                    "description": "Upgrade to a WebSocket (subprotocol `fleet.v1`). Authenticate with `Authorization: Bearer KEY` or, from a browser, `Sec-WebSocket-Protocol: fleet.v1, bearer.KEY`, or with a dashboard session's cookie (`fleet.v1` only; the `Origin` must be this server's, else 403 `cross_origin`). Send `StreamSubscribe` messages; receive `StreamEvent`, `StreamHeartbeat` (every 15 s, with a WebSocket ping), `StreamSubscribed`, `StreamResumed`, `StreamGap` and `StreamError` messages. Event ids increase per tenant; resume after a reconnect with `resume_after` set to the last id seen. Close codes: 4008 `client too slow` (the client's queue filled up), 4001 nothing heard from the client (not even a pong) for 45 s, 1011 the stream log could not be read, 1001 the server is shutting down. Cost data is never sent on the stream.",
                     "x-capability": "read_fleet",
                     "tags": ["stream"],
                     "responses": {
