@@ -2,6 +2,7 @@
 //! transaction (the device's row is locked there, so one device's days are
 //! updated by one batch at a time).
 
+use super::lease::Claim;
 use super::{pg, pool_err, PgStorage, PgTx};
 use crate::analytics::local_day;
 use crate::analytics::maintenance::{self as rules, NewAlert};
@@ -955,50 +956,28 @@ impl AnalyticsStore for PgStorage {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<(Uuid, AlertRecord)>, StorageError> {
+        // Not a lease: the mark is for good, an alert is announced once.
+        let returning = ALERT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let claim_sql = format!(
+            "WITH claimed AS (
+                 SELECT alert_id FROM maintenance_alerts WHERE tenant_id = $1 AND notified_at_ms IS NULL
+                 ORDER BY raised_at_ms LIMIT $3 FOR UPDATE SKIP LOCKED)
+             UPDATE maintenance_alerts a SET notified_at_ms = $4 FROM claimed
+             WHERE a.tenant_id = $1 AND a.alert_id = claimed.alert_id RETURNING {returning}"
+        );
+        let claim = Claim {
+            tenants_due: "SELECT tenant_id FROM maintenance_alerts WHERE notified_at_ms IS NULL \
+                          GROUP BY tenant_id ORDER BY min(raised_at_ms) LIMIT $2",
+            claim: &claim_sql,
+        };
         let finder = self.analytics_worker_tx().await?;
-        let tenants: Vec<Uuid> = finder
-            .query(
-                "SELECT tenant_id FROM maintenance_alerts WHERE notified_at_ms IS NULL GROUP BY tenant_id ORDER BY min(raised_at_ms) LIMIT $1",
-                &[&i64::from(limit)],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        finder.commit().await?;
-        let mut out = Vec::new();
-        for tenant in tenants {
-            let room = i64::from(limit) - out.len() as i64;
-            if room <= 0 {
-                break;
-            }
-            // Rows another replica is claiming are skipped; the update marks
-            // the ones taken here.
-            let tx = self.tenant_tx(tenant).await?;
-            let rows = tx
-                .query(
-                    &format!(
-                        "WITH claimed AS (
-                             SELECT alert_id FROM maintenance_alerts WHERE tenant_id = $1 AND notified_at_ms IS NULL
-                             ORDER BY raised_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
-                         UPDATE maintenance_alerts a SET notified_at_ms = $3 FROM claimed
-                         WHERE a.tenant_id = $1 AND a.alert_id = claimed.alert_id RETURNING {}",
-                        ALERT_COLUMNS
-                            .split(", ")
-                            .map(|c| format!("a.{c}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    &[&tenant, &room, &now_ms],
-                )
-                .await
-                .map_err(pg)?;
-            tx.commit().await?;
-            for r in rows {
-                out.push((tenant, alert_at(&r, 0)?));
-            }
-        }
-        Ok(out)
+        self.claim_leased(finder, &claim, now_ms, now_ms, limit, |tenant, r| {
+            Ok((tenant, alert_at(r, 0)?))
+        })
+        .await
     }
 }

@@ -8,6 +8,7 @@
 //! by [`DELIVERY_LEASE_MS`], so no two replicas send one row at the same time,
 //! and a replica that dies mid-send leaves the row due again once its lease ends.
 
+use super::lease::Claim;
 use super::{pg, pool_err, PgStorage, PgTx};
 use crate::rollout::{Plan, RolloutState};
 use crate::storage::control::{
@@ -808,61 +809,36 @@ impl ControlStore for PgStorage {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StorageError> {
-        // Which tenants have something due: a cross-tenant read, no claim yet.
+        let claim = Claim {
+            tenants_due: "SELECT tenant_id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
+                          GROUP BY tenant_id ORDER BY min(next_attempt_at_ms) LIMIT $2",
+            claim: "WITH claimed AS ( \
+                        SELECT delivery_id FROM webhook_deliveries \
+                        WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at_ms <= $2 \
+                        ORDER BY next_attempt_at_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                    UPDATE webhook_deliveries d SET next_attempt_at_ms = $4 \
+                    FROM claimed c, webhooks w \
+                    WHERE d.tenant_id = $1 AND d.delivery_id = c.delivery_id \
+                      AND w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
+                    RETURNING d.delivery_id, d.webhook_id, w.url, w.format, w.secret, d.event_id, d.kind, d.payload, d.attempts",
+        };
         let finder = self.worker_tx().await?;
-        let tenants: Vec<Uuid> = finder
-            .query(
-                "SELECT tenant_id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
-                 GROUP BY tenant_id ORDER BY min(next_attempt_at_ms) LIMIT $2",
-                &[&now_ms, &i64::from(limit)],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        finder.commit().await?;
-        let mut out = Vec::new();
-        for tenant in tenants {
-            let room = i64::from(limit) - out.len() as i64;
-            if room <= 0 {
-                break;
-            }
-            // The claim: rows another replica is claiming right now are skipped,
-            // and the ones taken here are leased past `now_ms`.
-            let tx = self.tenant_tx(tenant).await?;
-            let rows = tx
-                .query(
-                    "WITH claimed AS ( \
-                         SELECT delivery_id FROM webhook_deliveries \
-                         WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at_ms <= $2 \
-                         ORDER BY next_attempt_at_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     UPDATE webhook_deliveries d SET next_attempt_at_ms = $4 \
-                     FROM claimed c, webhooks w \
-                     WHERE d.tenant_id = $1 AND d.delivery_id = c.delivery_id \
-                       AND w.tenant_id = d.tenant_id AND w.webhook_id = d.webhook_id \
-                     RETURNING d.delivery_id, d.webhook_id, w.url, w.format, w.secret, d.event_id, d.kind, d.payload, d.attempts",
-                    &[&tenant, &now_ms, &room, &now_ms.saturating_add(DELIVERY_LEASE_MS)],
-                )
-                .await
-                .map_err(pg)?;
-            tx.commit().await?;
-            for r in rows {
-                out.push(DueDelivery {
-                    tenant_id: tenant,
-                    delivery_id: r.get(0),
-                    webhook_id: r.get(1),
-                    url: r.get(2),
-                    format: r.get(3),
-                    secret: r.get(4),
-                    event_id: r.get(5),
-                    kind: r.get(6),
-                    payload: json_text(r.get(7), "webhook payload")?,
-                    attempts: to_u32(r.get(8), "attempts")?,
-                });
-            }
-        }
-        Ok(out)
+        let lease_until = now_ms.saturating_add(DELIVERY_LEASE_MS);
+        self.claim_leased(finder, &claim, now_ms, lease_until, limit, |tenant, r| {
+            Ok(DueDelivery {
+                tenant_id: tenant,
+                delivery_id: r.get(0),
+                webhook_id: r.get(1),
+                url: r.get(2),
+                format: r.get(3),
+                secret: r.get(4),
+                event_id: r.get(5),
+                kind: r.get(6),
+                payload: json_text(r.get(7), "webhook payload")?,
+                attempts: to_u32(r.get(8), "attempts")?,
+            })
+        })
+        .await
     }
 
     async fn record_attempt(

@@ -5,6 +5,7 @@
 //! the same time and a replica that dies mid-send leaves it due again once
 //! its lease ends.
 
+use super::lease::Claim;
 use super::{pg, pool_err, PgStorage, PgTx};
 use crate::storage::mail::{Attachment, DueMail, MailOutcome, MailRecord, MailStore, NewMail};
 use crate::storage::reports::{ReportRun, ReportSchedule, ReportStore, ScheduleSpec};
@@ -32,25 +33,6 @@ impl PgStorage {
         .await
         .map_err(pg)?;
         Ok(PgTx { conn: Some(conn) })
-    }
-
-    /// Tenants with rows due in `table` (`next_col` <= `now_ms`), most overdue first.
-    async fn tenants_due(
-        &self,
-        sql: &str,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<Uuid>, StorageError> {
-        let tx = self.mail_worker_tx().await?;
-        let tenants = tx
-            .query(sql, &[&now_ms, &i64::from(limit)])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        tx.commit().await?;
-        Ok(tenants)
     }
 }
 
@@ -119,58 +101,41 @@ impl MailStore for PgStorage {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueMail>, StorageError> {
-        let tenants = self
-            .tenants_due(
-                "SELECT tenant_id FROM mail_outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
-                 GROUP BY tenant_id ORDER BY min(next_attempt_at_ms) LIMIT $2",
-                now_ms,
-                limit,
-            )
-            .await?;
-        let mut out = Vec::new();
-        for tenant in tenants {
-            let room = i64::from(limit) - out.len() as i64;
-            if room <= 0 {
-                break;
-            }
-            let tx = self.tenant_tx(tenant).await?;
-            let rows = tx
-                .query(
-                    "WITH claimed AS ( \
-                         SELECT message_id FROM mail_outbox \
-                         WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at_ms <= $2 \
-                         ORDER BY next_attempt_at_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     UPDATE mail_outbox m SET next_attempt_at_ms = $4 FROM claimed c \
-                     WHERE m.tenant_id = $1 AND m.message_id = c.message_id \
-                     RETURNING m.message_id, m.source, m.to_addr, m.to_name, m.subject, m.body, \
-                         m.attachment_name, m.attachment_type, m.attachment, m.attempts",
-                    &[&tenant, &now_ms, &room, &now_ms.saturating_add(lease_ms)],
-                )
-                .await
-                .map_err(pg)?;
-            tx.commit().await?;
-            for r in rows {
-                let attachment = r.get::<_, Option<String>>(6).map(|name| Attachment {
-                    name,
-                    content_type: r.get::<_, Option<String>>(7).unwrap_or_default(),
-                    bytes: r.get::<_, Option<Vec<u8>>>(8).unwrap_or_default(),
-                });
-                out.push(DueMail {
-                    tenant_id: tenant,
-                    mail: NewMail {
-                        message_id: r.get(0),
-                        source: r.get(1),
-                        to_addr: r.get(2),
-                        to_name: r.get(3),
-                        subject: r.get(4),
-                        body: r.get(5),
-                        attachment,
-                    },
-                    attempts: to_u32(r.get(9)),
-                });
-            }
-        }
-        Ok(out)
+        let claim = Claim {
+            tenants_due: "SELECT tenant_id FROM mail_outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
+                          GROUP BY tenant_id ORDER BY min(next_attempt_at_ms) LIMIT $2",
+            claim: "WITH claimed AS ( \
+                        SELECT message_id FROM mail_outbox \
+                        WHERE tenant_id = $1 AND state = 'pending' AND next_attempt_at_ms <= $2 \
+                        ORDER BY next_attempt_at_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                    UPDATE mail_outbox m SET next_attempt_at_ms = $4 FROM claimed c \
+                    WHERE m.tenant_id = $1 AND m.message_id = c.message_id \
+                    RETURNING m.message_id, m.source, m.to_addr, m.to_name, m.subject, m.body, \
+                        m.attachment_name, m.attachment_type, m.attachment, m.attempts",
+        };
+        let finder = self.mail_worker_tx().await?;
+        let lease_until = now_ms.saturating_add(lease_ms);
+        self.claim_leased(finder, &claim, now_ms, lease_until, limit, |tenant, r| {
+            let attachment = r.get::<_, Option<String>>(6).map(|name| Attachment {
+                name,
+                content_type: r.get::<_, Option<String>>(7).unwrap_or_default(),
+                bytes: r.get::<_, Option<Vec<u8>>>(8).unwrap_or_default(),
+            });
+            Ok(DueMail {
+                tenant_id: tenant,
+                mail: NewMail {
+                    message_id: r.get(0),
+                    source: r.get(1),
+                    to_addr: r.get(2),
+                    to_name: r.get(3),
+                    subject: r.get(4),
+                    body: r.get(5),
+                    attachment,
+                },
+                attempts: to_u32(r.get(9)),
+            })
+        })
+        .await
     }
 
     async fn record_mail_attempt(
@@ -441,47 +406,31 @@ impl ReportStore for PgStorage {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<(Uuid, ReportSchedule)>, StorageError> {
-        let tenants = self
-            .tenants_due(
-                "SELECT tenant_id FROM report_schedules \
-                 WHERE next_run_ms <= $1 AND (lease_until_ms IS NULL OR lease_until_ms <= $1) \
-                 GROUP BY tenant_id ORDER BY min(next_run_ms) LIMIT $2",
-                now_ms,
-                limit,
-            )
-            .await?;
         let returning: String = SCHEDULE_COLUMNS
             .split(", ")
             .map(|c| format!("s.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut out = Vec::new();
-        for tenant in tenants {
-            let room = i64::from(limit) - out.len() as i64;
-            if room <= 0 {
-                break;
-            }
-            let tx = self.tenant_tx(tenant).await?;
-            let rows = tx
-                .query(
-                    &format!(
-                        "WITH claimed AS ( \
-                             SELECT schedule_id FROM report_schedules \
-                             WHERE tenant_id = $1 AND next_run_ms <= $2 AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
-                             ORDER BY next_run_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                         UPDATE report_schedules s SET lease_until_ms = $4 FROM claimed c \
-                         WHERE s.tenant_id = $1 AND s.schedule_id = c.schedule_id RETURNING {returning}"
-                    ),
-                    &[&tenant, &now_ms, &room, &now_ms.saturating_add(lease_ms)],
-                )
-                .await
-                .map_err(pg)?;
-            tx.commit().await?;
-            for r in &rows {
-                out.push((tenant, schedule_row(r)?));
-            }
-        }
-        Ok(out)
+        let claim_sql = format!(
+            "WITH claimed AS ( \
+                 SELECT schedule_id FROM report_schedules \
+                 WHERE tenant_id = $1 AND next_run_ms <= $2 AND (lease_until_ms IS NULL OR lease_until_ms <= $2) \
+                 ORDER BY next_run_ms LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE report_schedules s SET lease_until_ms = $4 FROM claimed c \
+             WHERE s.tenant_id = $1 AND s.schedule_id = c.schedule_id RETURNING {returning}"
+        );
+        let claim = Claim {
+            tenants_due: "SELECT tenant_id FROM report_schedules \
+                          WHERE next_run_ms <= $1 AND (lease_until_ms IS NULL OR lease_until_ms <= $1) \
+                          GROUP BY tenant_id ORDER BY min(next_run_ms) LIMIT $2",
+            claim: &claim_sql,
+        };
+        let finder = self.mail_worker_tx().await?;
+        let lease_until = now_ms.saturating_add(lease_ms);
+        self.claim_leased(finder, &claim, now_ms, lease_until, limit, |tenant, r| {
+            Ok((tenant, schedule_row(r)?))
+        })
+        .await
     }
 
     async fn finish_report_run(

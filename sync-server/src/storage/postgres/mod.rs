@@ -12,6 +12,7 @@ mod control;
 mod ingest;
 mod inspections;
 mod kiosk;
+mod lease;
 mod mail;
 pub mod migrate;
 pub mod partitions;

@@ -2,6 +2,7 @@
 //! transaction.
 
 use super::conn::backend;
+use super::lease::{claim_due, Claim};
 use super::{blob, uuid_at, SqliteStorage};
 use crate::analytics::local_day;
 use crate::analytics::maintenance::{self as rules, NewAlert};
@@ -862,49 +863,42 @@ impl AnalyticsStore for SqliteStorage {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<(Uuid, AlertRecord)>, StorageError> {
-        // One writer thread: the select and the update cannot interleave with
-        // another caller's.
         self.pool
             .write(move |c| {
-                let tx = c.transaction().map_err(backend)?;
-                let taken = {
-                    let mut q = tx
-                        .prepare_cached(&format!(
-                            "SELECT tenant_id, {ALERT_COLUMNS} FROM maintenance_alerts WHERE notified_at_ms IS NULL
-                             ORDER BY raised_at_ms LIMIT ?1"
-                        ))
-                        .map_err(backend)?;
-                    let rows = q
-                        .query_map(params![limit], |r| {
-                            let t = uuid_at(r, 0)?;
-                            let data: String = r.get(6)?;
-                            Ok((
-                                t,
-                                AlertRecord {
-                                    id: uuid_at(r, 1)?,
-                                    device_id: uuid_at(r, 2)?,
-                                    kind: r.get(3)?,
-                                    key: r.get(4)?,
-                                    message: r.get(5)?,
-                                    data: serde_json::from_str(&data).map_err(|e| conversion(6, e))?,
-                                    raised_at_ms: r.get(7)?,
-                                    notified_at_ms: Some(now_ms),
-                                    acknowledged_at_ms: r.get(9)?,
-                                },
-                            ))
-                        })
-                        .map_err(backend)?;
-                    collect(rows)?
+                let due = format!(
+                    "SELECT tenant_id, {ALERT_COLUMNS} FROM maintenance_alerts WHERE notified_at_ms IS NULL
+                     ORDER BY raised_at_ms LIMIT ?2"
+                );
+                // Not a lease: the mark is for good, an alert is announced once.
+                let claim = Claim {
+                    due: &due,
+                    mark: "UPDATE maintenance_alerts SET notified_at_ms = ?3 WHERE tenant_id = ?1 AND alert_id = ?2",
                 };
-                for (t, a) in &taken {
-                    tx.execute(
-                        "UPDATE maintenance_alerts SET notified_at_ms = ?3 WHERE tenant_id = ?1 AND alert_id = ?2",
-                        params![blob(t), blob(&a.id), now_ms],
-                    )
-                    .map_err(backend)?;
-                }
-                tx.commit().map_err(backend)?;
-                Ok(taken)
+                claim_due(
+                    c,
+                    &claim,
+                    now_ms,
+                    now_ms,
+                    limit,
+                    |r| {
+                        let data: String = r.get(6)?;
+                        Ok((
+                            uuid_at(r, 0)?,
+                            AlertRecord {
+                                id: uuid_at(r, 1)?,
+                                device_id: uuid_at(r, 2)?,
+                                kind: r.get(3)?,
+                                key: r.get(4)?,
+                                message: r.get(5)?,
+                                data: serde_json::from_str(&data).map_err(|e| conversion(6, e))?,
+                                raised_at_ms: r.get(7)?,
+                                notified_at_ms: Some(now_ms),
+                                acknowledged_at_ms: r.get(9)?,
+                            },
+                        ))
+                    },
+                    |(tenant, a)| (*tenant, *a.id.as_bytes()),
+                )
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! plain update on the writer thread.
 
 use super::conn::backend;
+use super::lease::{claim_due, Claim};
 use super::{blob, uuid_at, SqliteStorage};
 use crate::storage::mail::{Attachment, DueMail, MailOutcome, MailRecord, MailStore, NewMail};
 use crate::storage::reports::{ReportRun, ReportSchedule, ReportStore, ScheduleSpec};
@@ -87,55 +88,48 @@ impl MailStore for SqliteStorage {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueMail>, StorageError> {
+        const CLAIM: Claim<'static> = Claim {
+            due: "SELECT tenant_id, message_id, source, to_addr, to_name, subject, body, \
+                  attachment_name, attachment_type, attachment, attempts FROM mail_outbox \
+                  WHERE state = 'pending' AND next_attempt_at_ms <= ?1 \
+                  ORDER BY next_attempt_at_ms LIMIT ?2",
+            mark: "UPDATE mail_outbox SET next_attempt_at_ms = ?3 WHERE tenant_id = ?1 AND message_id = ?2",
+        };
+        let lease_until = now_ms.saturating_add(lease_ms);
         self.pool
             .write(move |c| {
-                let tx = c.transaction().map_err(backend)?;
-                let due: Vec<DueMail> = {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "SELECT tenant_id, message_id, source, to_addr, to_name, subject, body, \
-                             attachment_name, attachment_type, attachment, attempts FROM mail_outbox \
-                             WHERE state = 'pending' AND next_attempt_at_ms <= ?1 \
-                             ORDER BY next_attempt_at_ms LIMIT ?2",
-                        )
-                        .map_err(backend)?;
-                    let rows = stmt
-                        .query_map(params![now_ms, limit], |r| {
-                            let name: Option<String> = r.get(7)?;
-                            let attachment = match name {
-                                Some(name) => Some(Attachment {
-                                    name,
-                                    content_type: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                                    bytes: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
-                                }),
-                                None => None,
-                            };
-                            Ok(DueMail {
-                                tenant_id: uuid_at(r, 0)?,
-                                mail: NewMail {
-                                    message_id: r.get(1)?,
-                                    source: r.get(2)?,
-                                    to_addr: r.get(3)?,
-                                    to_name: r.get(4)?,
-                                    subject: r.get(5)?,
-                                    body: r.get(6)?,
-                                    attachment,
-                                },
-                                attempts: u32_at(r, 10)?,
-                            })
+                claim_due(
+                    c,
+                    &CLAIM,
+                    now_ms,
+                    lease_until,
+                    limit,
+                    |r| {
+                        let name: Option<String> = r.get(7)?;
+                        let attachment = match name {
+                            Some(name) => Some(Attachment {
+                                name,
+                                content_type: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                                bytes: r.get::<_, Option<Vec<u8>>>(9)?.unwrap_or_default(),
+                            }),
+                            None => None,
+                        };
+                        Ok(DueMail {
+                            tenant_id: uuid_at(r, 0)?,
+                            mail: NewMail {
+                                message_id: r.get(1)?,
+                                source: r.get(2)?,
+                                to_addr: r.get(3)?,
+                                to_name: r.get(4)?,
+                                subject: r.get(5)?,
+                                body: r.get(6)?,
+                                attachment,
+                            },
+                            attempts: u32_at(r, 10)?,
                         })
-                        .map_err(backend)?;
-                    rows.collect::<rusqlite::Result<_>>().map_err(backend)?
-                };
-                for d in &due {
-                    tx.execute(
-                        "UPDATE mail_outbox SET next_attempt_at_ms = ?3 WHERE tenant_id = ?1 AND message_id = ?2",
-                        params![blob(&d.tenant_id), d.mail.message_id, now_ms.saturating_add(lease_ms)],
-                    )
-                    .map_err(backend)?;
-                }
-                tx.commit().map_err(backend)?;
-                Ok(due)
+                    },
+                    |d| (d.tenant_id, d.mail.message_id.clone()),
+                )
             })
             .await
     }
@@ -409,36 +403,28 @@ impl ReportStore for SqliteStorage {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<(Uuid, ReportSchedule)>, StorageError> {
+        let lease_until = now_ms.saturating_add(lease_ms);
         self.pool
             .write(move |c| {
-                let tx = c.transaction().map_err(backend)?;
-                let due: Vec<(Uuid, ReportSchedule)> = {
-                    let mut stmt = tx
-                        .prepare_cached(&format!(
-                            "SELECT tenant_id, {SCHEDULE_COLUMNS} FROM report_schedules \
-                             WHERE next_run_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) \
-                             ORDER BY next_run_ms LIMIT ?2"
-                        ))
-                        .map_err(backend)?;
-                    let rows = stmt
-                        .query_map(params![now_ms, limit], |r| {
-                            let tenant = uuid_at(r, 0)?;
-                            // The schedule's columns start at 1.
-                            let s = schedule_row_from(r, 1)?;
-                            Ok((tenant, s))
-                        })
-                        .map_err(backend)?;
-                    rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+                let due = format!(
+                    "SELECT tenant_id, {SCHEDULE_COLUMNS} FROM report_schedules \
+                     WHERE next_run_ms <= ?1 AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) \
+                     ORDER BY next_run_ms LIMIT ?2"
+                );
+                let claim = Claim {
+                    due: &due,
+                    mark: "UPDATE report_schedules SET lease_until_ms = ?3 WHERE tenant_id = ?1 AND schedule_id = ?2",
                 };
-                for (tenant, s) in &due {
-                    tx.execute(
-                        "UPDATE report_schedules SET lease_until_ms = ?3 WHERE tenant_id = ?1 AND schedule_id = ?2",
-                        params![blob(tenant), blob(&s.id), now_ms.saturating_add(lease_ms)],
-                    )
-                    .map_err(backend)?;
-                }
-                tx.commit().map_err(backend)?;
-                Ok(due)
+                claim_due(
+                    c,
+                    &claim,
+                    now_ms,
+                    lease_until,
+                    limit,
+                    // The schedule's columns start at 1.
+                    |r| Ok((uuid_at(r, 0)?, schedule_row_from(r, 1)?)),
+                    |(tenant, s)| (*tenant, *s.id.as_bytes()),
+                )
             })
             .await
     }

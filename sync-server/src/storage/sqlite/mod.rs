@@ -8,6 +8,7 @@ mod control;
 pub(crate) mod ingest;
 mod inspections;
 mod kiosk;
+mod lease;
 mod mail;
 mod reservations;
 mod sessions;
