@@ -891,13 +891,13 @@ pub fn openapi() -> Value {
                 "required": ["utc_offset_min", "target_hours_per_day", "used_day_min_minutes", "depreciation_years", "fault_repeat_count", "fault_repeat_days"],
                 "properties": {
                     "utc_offset_min": {"type": "integer", "minimum": -840, "maximum": 840},
-                    "target_hours_per_day": {"type": "number"},
-                    "used_day_min_minutes": {"type": "integer"},
-                    "fuel_price_cents_per_l": {"type": ["integer", "null"]},
-                    "depreciation_years": {"type": "number"},
-                    "rental_rate_cents_per_day": {"type": ["integer", "null"]},
-                    "fault_repeat_count": {"type": "integer"},
-                    "fault_repeat_days": {"type": "integer"}
+                    "target_hours_per_day": {"type": "number", "exclusiveMinimum": 0, "maximum": 24},
+                    "used_day_min_minutes": {"type": "integer", "minimum": 0, "maximum": 1440},
+                    "fuel_price_cents_per_l": {"type": ["integer", "null"], "minimum": 0, "maximum": 100_000_000},
+                    "depreciation_years": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                    "rental_rate_cents_per_day": {"type": ["integer", "null"], "minimum": 0, "maximum": 100_000_000},
+                    "fault_repeat_count": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "fault_repeat_days": {"type": "integer", "minimum": 1, "maximum": 366}
                 }
             },
             "Utilization": {"type": "object", "properties": util_props},

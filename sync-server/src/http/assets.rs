@@ -1159,6 +1159,11 @@ async fn resolve_badge(
             Ok(b)
         }
         (None, Some(u)) => {
+            // An unknown user (or another tenant's) is not found, like an
+            // unknown badge; a known one without a badge is 422 below.
+            if state.storage.user(tenant, u).await?.is_none() {
+                return Err(ApiError::not_found("user_not_found", "no such user"));
+            }
             for (user, badge) in state.storage.user_badges(tenant).await? {
                 if user == u
                     && state
@@ -1563,12 +1568,14 @@ fn error_response(description: &str) -> Value {
 /// The OpenAPI fragment of the asset, label-sheet, badge, office custody and
 /// vehicle-page endpoints.
 pub fn openapi() -> Value {
+    // Two lists of this many ids (about 40 bytes each) fit in MAX_BODY.
+    const SHEET_IDS_PER_LIST: usize = MAX_BODY / 82;
     let ok = |schema: &str| json!({"description": "ok", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}});
     let format_param = json!({"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["svg", "png"], "default": "svg"}});
     let images = json!({"description": "the QR image of the signed label", "content": {"image/svg+xml": {"schema": {"type": "string"}}, "image/png": {"schema": {"type": "string", "format": "binary"}}}});
     let json_body = |schema: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-    let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY}, "description": "the same key and body answer the first answer again; the same key with another body is refused (422 idempotency_key_reused)"});
+    let idem = json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[!-~]([ -~]*[!-~])?$"}, "description": "visible ASCII; the same key and body answer the first answer again; the same key with another body is refused (422 idempotency_key_reused)"});
     let text = |max: usize| json!({"type": ["string", "null"], "maxLength": max});
     let custody_op = |summary: &str, id: &str| {
         json!({
@@ -1580,7 +1587,7 @@ pub fn openapi() -> Value {
             "requestBody": json_body("OfficeCustodyRequest"),
             "responses": {
                 "201": {"description": "recorded in the asset's custody document", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OfficeCustodyResult"}}}},
-                "404": error_response("asset_not_found, badge_not_found"),
+                "404": error_response("asset_not_found, badge_not_found, user_not_found"),
                 "409": error_response("already_checked_out, not_checked_out, unsafe_defect, asset_retired, badge_revoked"),
                 "422": error_response("idempotency_key_reused, user_has_no_badge")
             }
@@ -1634,7 +1641,11 @@ pub fn openapi() -> Value {
                     "summary": "Create or update assets from CSV (by id, else VIN); one transaction: a bad row imports nothing",
                     "x-capability": "manage_devices",
                     "tags": ["assets"],
-                    "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    "requestBody": {"required": true, "content": {"text/csv": {"schema": {
+                        "type": "string",
+                        "description": format!("a header row naming columns of {} (name is required), then one row per asset", CSV_COLUMNS.join(", ")),
+                        "pattern": "^name\\r?\\n([A-Za-z0-9][A-Za-z0-9 ._-]{0,60}\\r?\\n){1,20}$"
+                    }}}},
                     "responses": {
                         "200": ok("AssetImportResult"),
                         "415": error_response("unsupported_media_type: send text/csv"),
@@ -1826,7 +1837,12 @@ pub fn openapi() -> Value {
                         "odometer_km": {"type": "number", "minimum": 0, "maximum": 1e8},
                         "engine_hours": {"type": "number", "minimum": 0, "maximum": 1e8},
                         "from_gateway": {"type": "boolean"}
-                    }
+                    },
+                    "description": "odometer_km, engine_hours or both; or from_gateway true and no readings",
+                    "anyOf": [
+                        {"properties": {"from_gateway": {"const": true}, "odometer_km": false, "engine_hours": false}, "required": ["from_gateway"]},
+                        {"properties": {"from_gateway": {"const": false}}, "anyOf": [{"required": ["odometer_km"]}, {"required": ["engine_hours"]}]}
+                    ]
                 },
                 "Badge": {
                     "type": "object", "required": ["id", "user_id", "short_code"],
@@ -1846,10 +1862,12 @@ pub fn openapi() -> Value {
                 "LabelSheetRequest": {
                     "type": "object", "additionalProperties": false,
                     "properties": {
-                        "asset_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-                        "badge_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                        "asset_ids": {"type": "array", "maxItems": SHEET_IDS_PER_LIST, "items": {"type": "string", "format": "uuid"}},
+                        "badge_ids": {"type": "array", "maxItems": SHEET_IDS_PER_LIST, "items": {"type": "string", "format": "uuid"}},
                         "paper": {"type": "string", "enum": ["a4", "letter"], "default": "a4"}
-                    }
+                    },
+                    "description": format!("1 to {} assets and badges together, in a body of at most {MAX_BODY} bytes (about {SHEET_IDS_PER_LIST} ids in each list)", sheet::MAX_LABELS),
+                    "anyOf": [{"required": ["asset_ids"], "properties": {"asset_ids": {"minItems": 1}}}, {"required": ["badge_ids"], "properties": {"badge_ids": {"minItems": 1}}}]
                 },
                 "OfficeCustodyRequest": {
                     "type": "object", "required": ["asset_id"], "additionalProperties": false,
@@ -1857,7 +1875,9 @@ pub fn openapi() -> Value {
                         "asset_id": {"type": "string", "format": "uuid"},
                         "badge_id": {"type": "string", "format": "uuid"},
                         "user_id": {"type": "string", "format": "uuid"}
-                    }
+                    },
+                    "description": "exactly one of badge_id and user_id",
+                    "oneOf": [{"required": ["badge_id"], "properties": {"user_id": false}}, {"required": ["user_id"], "properties": {"badge_id": false}}]
                 },
                 "OfficeCustodyResult": {
                     "type": "object", "required": ["asset_id", "op", "badge_id", "event_id", "at_ms"],

@@ -788,6 +788,7 @@ fn nullable(schema: Value) -> Value {
 pub fn openapi() -> Value {
     let uuid = json!({ "type": "string", "format": "uuid" });
     let time = json!({ "type": "string", "format": "date-time" });
+    let positive = json!({ "type": "number", "exclusiveMinimum": 0 });
     let op = |id: &str, summary: &str, cap: &str, extra: Value| {
         let mut o = json!({
             "operationId": id,
@@ -852,15 +853,15 @@ pub fn openapi() -> Value {
                         "properties": {
                             "config": schema_ref("DesiredConfig"),
                             "rollout": { "type": "object", "additionalProperties": false, "properties": {
-                                "stages": { "type": "array", "items": { "type": "integer", "minimum": 1, "maximum": 100 }, "description": "percent per stage, ascending, ending in 100 (default [10, 100])" },
-                                "min_soak_s": { "type": "integer", "minimum": 0, "description": "a stage lasts at least this long (default 600)" },
+                                "stages": { "type": "array", "minItems": 1, "maxItems": 10, "uniqueItems": true, "contains": { "const": 100 }, "items": { "type": "integer", "minimum": 1, "maximum": 100 }, "description": "percent per stage, strictly ascending, ending in 100 (default [10, 100])" },
+                                "min_soak_s": { "type": "integer", "minimum": 0, "maximum": 30 * 86_400, "description": "a stage lasts at least this long (default 600)" },
                                 "failure_threshold": { "type": "number", "minimum": 0, "maximum": 1, "description": "abort above this share of failed or silent stage devices (default 0.2)" },
-                                "silent_after_s": { "type": "integer", "minimum": 1, "description": "a stage device not seen this long counts as failed (default 900)" } } } } })),
+                                "silent_after_s": { "type": "integer", "minimum": 1, "maximum": 30 * 86_400, "description": "a stage device not seen this long counts as failed (default 900)" } } } } })),
                         "responses": { "201": json_response("the rollout", schema_ref("Rollout")), "400": error_response("invalid_config or invalid_rollout"), "404": error_response("no such group") } }))
             },
             "/api/v1/device-groups/{id}/config/{version}": {
                 "get": op("getConfig", "One stored config version", "read_fleet",
-                    json!({ "parameters": [uuid_param("id"), { "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } }],
+                    json!({ "parameters": [uuid_param("id"), { "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1, "maximum": u32::MAX } }],
                         "responses": { "200": json_response("the config", json!({ "type": "object" })), "404": error_response("no such group or version") } }))
             },
             "/api/v1/webhooks": {
@@ -903,10 +904,29 @@ pub fn openapi() -> Value {
                 "stage": nullable(json!({ "type": "integer" })), "stage_percent": nullable(json!({ "type": "integer" })),
                 "stages": { "type": "array", "items": { "type": "integer" } }, "reason": nullable(json!({ "type": "string" })) } },
             "DesiredConfig": { "type": "object", "additionalProperties": false, "properties": {
-                "sampling": { "type": "object", "description": "per signal, the agent's [rules.signals.NAME] shape: {mode: off|interval|on_change, …}" },
-                "thresholds": { "type": "object", "description": "harsh_acceleration_mps2, harsh_braking_mps2, harsh_cornering_mps2, speeding_limit_kmh, idle_after_s, fuel_drop_pct, battery_low_v, geofence_hysteresis_m" },
-                "geofences": { "type": "object", "description": "a GeoJSON FeatureCollection of Polygon and MultiPolygon features" },
-                "kiosk": { "type": "object", "description": "require_reservation, allow_offline_checkout, max_checkout_hours" } } },
+                "sampling": { "type": "object", "description": "per signal, the agent's [rules.signals.NAME] shape (on_change: min_period_s at most max_period_s)",
+                    "propertyNames": { "enum": fleet_protocol::control::SIGNALS },
+                    "additionalProperties": { "oneOf": [
+                        { "type": "object", "additionalProperties": false, "required": ["mode"], "properties": { "mode": { "const": "off" } } },
+                        { "type": "object", "additionalProperties": false, "required": ["mode", "period_s"], "properties": { "mode": { "const": "interval" }, "period_s": positive } },
+                        { "type": "object", "additionalProperties": false, "required": ["mode", "deadband", "min_period_s", "max_period_s"], "properties": {
+                            "mode": { "const": "on_change" }, "deadband": { "type": "number", "minimum": 0 }, "min_period_s": positive, "max_period_s": positive } }
+                    ] } },
+                "thresholds": { "type": "object", "additionalProperties": false, "properties": {
+                    "harsh_acceleration_mps2": positive, "harsh_braking_mps2": positive, "harsh_cornering_mps2": positive,
+                    "speeding_limit_kmh": { "type": "number", "minimum": 0, "description": "0 turns speeding events off" },
+                    "idle_after_s": positive, "fuel_drop_pct": { "type": "number", "exclusiveMinimum": 0, "maximum": 100 },
+                    "battery_low_v": positive, "geofence_hysteresis_m": { "type": "number", "minimum": 0 } } },
+                "geofences": { "type": "object", "description": "a GeoJSON FeatureCollection of Polygon and MultiPolygon features; each ring closed (it ends where it starts)",
+                    "required": ["type", "features"], "properties": {
+                        "type": { "const": "FeatureCollection" },
+                        "features": { "type": "array", "items": { "type": "object", "required": ["geometry"], "properties": {
+                            "geometry": { "type": "object", "required": ["type", "coordinates"], "properties": {
+                                "type": { "enum": ["Polygon", "MultiPolygon"] }, "coordinates": { "type": "array", "minItems": 1 } } } } } } } },
+                "kiosk": { "type": "object", "additionalProperties": false, "properties": {
+                    "require_reservation": { "type": "boolean", "default": false },
+                    "allow_offline_checkout": { "type": "boolean", "default": true },
+                    "max_checkout_hours": { "type": "integer", "minimum": 1, "maximum": u32::MAX } } } } },
             "Webhook": { "type": "object", "required": ["id", "url", "events", "format"], "properties": {
                 "id": uuid, "url": { "type": "string" }, "events": { "type": "array", "items": { "type": "string" } },
                 "format": { "type": "string" }, "secret": { "type": "string" }, "created_at": time } },

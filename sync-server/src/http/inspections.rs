@@ -782,9 +782,9 @@ pub fn openapi() -> Value {
                     "requestBody": json_body(json!({
                         "type": "object", "required": ["mechanic", "signature_sha256"], "additionalProperties": false,
                         "properties": {
-                            "mechanic": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-                            "note": {"type": "string", "maxLength": MAX_TEXT},
-                            "signature_sha256": sha
+                            "mechanic": super::openapi::printable_text(1, MAX_NAME, true),
+                            "note": super::openapi::printable_text(0, MAX_TEXT, true),
+                            "signature_sha256": {"description": "a blob uploaded first (POST /api/v1/blobs)", "allOf": [sha]}
                         }
                     })),
                     "responses": {

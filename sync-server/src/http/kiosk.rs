@@ -680,12 +680,19 @@ pub fn openapi() -> Value {
                     "type": "object", "required": ["kind"], "additionalProperties": false,
                     "properties": {
                         "kind": {"type": "string", "enum": ["asset", "vehicle", "key", "badge"]},
-                        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-                        "driver_name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                        "name": super::openapi::printable_text(1, MAX_NAME, false),
+                        "driver_name": super::openapi::printable_text(1, MAX_NAME, false),
                         "asset_id": {"type": "string", "format": "uuid"},
                         "slot": {"type": "integer", "minimum": 1, "maximum": MAX_SLOT},
-                        "expires_at": {"type": "string", "format": "date-time"}
-                    }
+                        "expires_at": {"type": "string", "format": "date-time", "description": "in the future and before 2106"}
+                    },
+                    "description": "an asset or vehicle label has a name (and may fix its asset_id); a key label the asset_id it opens and its slot; a badge the driver_name (or name: both, then the same)",
+                    "anyOf": [
+                        {"properties": {"kind": {"enum": ["asset", "vehicle"]}, "slot": false, "driver_name": false}, "required": ["name"]},
+                        {"properties": {"kind": {"const": "key"}, "driver_name": false}, "required": ["asset_id", "slot"]},
+                        {"properties": {"kind": {"const": "badge"}, "slot": false, "asset_id": false, "name": false}, "required": ["driver_name"]},
+                        {"properties": {"kind": {"const": "badge"}, "slot": false, "asset_id": false, "driver_name": false}, "required": ["name"]}
+                    ]
                 },
                 "KioskLabel": {
                     "type": "object",

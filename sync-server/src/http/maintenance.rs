@@ -43,12 +43,12 @@ fn not_found_vehicle(e: StorageError) -> ApiError {
     }
 }
 
-fn check_name(name: &str) -> Result<String, ApiError> {
+fn check_name(what: &str, name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(bad(
             "bad_name",
-            format!("name must be 1..={MAX_NAME} characters"),
+            format!("{what} must be 1..={MAX_NAME} characters"),
         ));
     }
     Ok(name.to_owned())
@@ -107,14 +107,17 @@ pub async fn create_schedule(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Capability::ManageDevices)?;
     let ApiJson(req) = body?;
-    let name = check_name(&req.name)?;
+    let name = check_name("name", &req.name)?;
     if req.vehicle_id.is_some() && req.vehicle_group.is_some() {
         return Err(bad(
             "bad_target",
             "a schedule names a vehicle_id or a vehicle_group, not both",
         ));
     }
-    let group = req.vehicle_group.map(|g| check_name(&g)).transpose()?;
+    let group = req
+        .vehicle_group
+        .map(|g| check_name("vehicle_group", &g))
+        .transpose()?;
     let every_km = positive("every_km", req.every_km)?;
     let every_engine_hours = positive("every_engine_hours", req.every_engine_hours)?;
     if req.every_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
@@ -457,7 +460,7 @@ pub async fn create_work_order(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Capability::ManageDevices)?;
     let ApiJson(req) = body?;
-    let title = check_name(&req.title)?;
+    let title = check_name("title", &req.title)?;
     let status = check_status(req.status.as_deref().unwrap_or("open"))?;
     let parts = check_cents("parts_cents", req.parts_cents, &caller)?.unwrap_or(0);
     let labor = check_cents("labor_cents", req.labor_cents, &caller)?.unwrap_or(0);
@@ -558,7 +561,11 @@ pub async fn update_work_order(
     caller.require(Capability::ManageDevices)?;
     let ApiPath(id) = id?;
     let ApiJson(req) = body?;
-    let title = req.title.as_deref().map(check_name).transpose()?;
+    let title = req
+        .title
+        .as_deref()
+        .map(|t| check_name("title", t))
+        .transpose()?;
     let status = req.status.as_deref().map(check_status).transpose()?;
     let parts = check_cents("parts_cents", req.parts_cents, &caller)?;
     let labor = check_cents("labor_cents", req.labor_cents, &caller)?;
@@ -734,6 +741,9 @@ pub fn spawn_alert_notifier(state: AppState, every: Duration) -> watch::Sender<b
 
 pub fn openapi() -> Value {
     let id = uuid_param("id");
+    let name = super::openapi::trimmed_text(MAX_NAME);
+    let cents = json!({"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_CENTS});
+    let interval = json!({"type": "number", "exclusiveMinimum": 0, "maximum": 10_000_000});
     json!({
         "paths": {
             "/api/v1/maintenance/schedules": {
@@ -808,11 +818,11 @@ pub fn openapi() -> Value {
                     "summary": "Open a work order; completed with a schedule_id, it records that schedule's service",
                     "x-capability": "manage_devices",
                     "tags": ["maintenance"],
-                    "requestBody": json_body(json!({"type": "object", "required": ["vehicle_id", "title"], "properties": {
-                        "vehicle_id": {"type": "string", "format": "uuid"}, "title": {"type": "string"},
+                    "requestBody": json_body(json!({"type": "object", "required": ["vehicle_id", "title"], "additionalProperties": false, "properties": {
+                        "vehicle_id": {"type": "string", "format": "uuid"}, "title": name,
                         "schedule_id": {"type": "string", "format": "uuid"},
                         "status": {"type": "string", "enum": WORK_ORDER_STATUSES},
-                        "parts_cents": {"type": "integer"}, "labor_cents": {"type": "integer"}
+                        "parts_cents": cents, "labor_cents": cents
                     }})),
                     "responses": {
                         "201": json_response("created", schema_ref("WorkOrder")),
@@ -837,9 +847,9 @@ pub fn openapi() -> Value {
                     "x-capability": "manage_devices",
                     "tags": ["maintenance"],
                     "parameters": [id],
-                    "requestBody": json_body(json!({"type": "object", "properties": {
-                        "title": {"type": "string"}, "status": {"type": "string", "enum": WORK_ORDER_STATUSES},
-                        "parts_cents": {"type": "integer"}, "labor_cents": {"type": "integer"}
+                    "requestBody": json_body(json!({"type": "object", "additionalProperties": false, "properties": {
+                        "title": name, "status": {"type": "string", "enum": WORK_ORDER_STATUSES},
+                        "parts_cents": cents, "labor_cents": cents
                     }})),
                     "responses": {
                         "200": json_response("updated", schema_ref("WorkOrder")),
@@ -870,11 +880,14 @@ pub fn openapi() -> Value {
             }
         },
         "components": {"schemas": {
-            "NewServiceSchedule": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string"}, "vehicle_id": {"type": "string", "format": "uuid"},
-                "vehicle_group": {"type": "string"}, "every_km": {"type": "number"},
-                "every_engine_hours": {"type": "number"}, "every_days": {"type": "integer"}
-            }},
+            "NewServiceSchedule": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                "name": name, "vehicle_id": {"type": "string", "format": "uuid"},
+                "vehicle_group": name, "every_km": interval, "every_engine_hours": interval,
+                "every_days": {"type": "integer", "minimum": 1, "maximum": 36_500}
+            },
+            "description": "at least one of every_km, every_engine_hours and every_days; a vehicle_id or a vehicle_group, not both",
+            "anyOf": [{"required": ["every_km"]}, {"required": ["every_engine_hours"]}, {"required": ["every_days"]}],
+            "not": {"required": ["vehicle_id", "vehicle_group"]}},
             "ServiceSchedule": {"type": "object", "properties": {
                 "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
                 "vehicle_id": {"type": ["string", "null"], "format": "uuid"}, "vehicle_group": {"type": ["string", "null"]},

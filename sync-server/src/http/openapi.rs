@@ -60,6 +60,31 @@ pub fn uuid_param(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
 }
 
+/// A string the server trims and then wants 1 to `max` characters long.
+pub fn trimmed_text(max: usize) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S" })
+}
+
+/// Control characters (Unicode `Cc`, Rust's `char::is_control`) as a regex class body.
+const CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+/// Text the server trims and then wants `min` to `max` characters long, with no
+/// control characters (`newlines`: but for `\n`).
+pub fn printable_text(min: usize, max: usize, newlines: bool) -> Value {
+    let class = if newlines {
+        // Control characters but `\n` (U+000A).
+        "\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f".to_owned()
+    } else {
+        CONTROL.to_owned()
+    };
+    let pattern = if min == 0 {
+        format!("^[^{class}]*$")
+    } else {
+        format!("^[^{class}]*[^\\s{class}][^{class}]*$")
+    };
+    json!({ "type": "string", "minLength": min, "maxLength": max, "pattern": pattern })
+}
+
 /// A string, or `null`.
 pub fn nullable(mut schema: Value) -> Value {
     match schema.get("type").cloned() {

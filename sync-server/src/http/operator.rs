@@ -485,7 +485,9 @@ pub fn openapi() -> Value {
                     "summary": "A device's events by seq, a page at a time",
                     "tags": ["fleet"],
                     "x-capability": "read_fleet",
-                    "parameters": [uuid_param("id"), q("after_seq", "events after this seq"), q("limit", "page size, 1 to 1000")],
+                    "parameters": [uuid_param("id"), q("after_seq", "events after this seq"),
+                        { "name": "limit", "in": "query", "required": false, "description": "page size; above 1000 is 1000",
+                          "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX } }],
                     "responses": {
                         "200": json_response("a page of events", schema_ref("EventPage")),
                         "404": error_response("device_not_found")

@@ -343,15 +343,24 @@ pub fn openapi() -> Value {
             }
         },
         "components": { "schemas": {
-            "ReportScheduleRequest": { "type": "object", "required": ["name", "kind", "period", "recipients"], "additionalProperties": false, "properties": {
-                "name": { "type": "string" },
+            "ReportScheduleRequest": { "type": "object", "required": ["name", "kind", "period", "recipients"], "additionalProperties": false,
+                "description": "daily takes neither weekday nor month_day, weekly a weekday, monthly a month_day; only the summary comes as pdf",
+                "allOf": [
+                    { "anyOf": [
+                        { "properties": { "period": { "const": "daily" }, "weekday": false, "month_day": false } },
+                        { "properties": { "period": { "const": "weekly" }, "month_day": false }, "required": ["weekday"] },
+                        { "properties": { "period": { "const": "monthly" }, "weekday": false }, "required": ["month_day"] } ] },
+                    { "anyOf": [{ "properties": { "format": { "const": "csv" } } }, { "properties": { "kind": { "const": "summary" } } }] } ],
+                "properties": {
+                "name": super::openapi::trimmed_text(200),
                 "kind": { "type": "string", "enum": KINDS },
                 "format": { "type": "string", "enum": ["csv", "pdf"], "default": "csv", "description": "pdf for the summary only" },
                 "period": { "type": "string", "enum": PERIODS },
                 "hour": { "type": "integer", "minimum": 0, "maximum": 23, "default": 6, "description": "local hour in time_zone" },
                 "weekday": { "type": "integer", "minimum": 1, "maximum": 7, "description": "weekly: 1 is Monday" },
                 "month_day": { "type": "integer", "minimum": 1, "maximum": 28, "description": "monthly" },
-                "time_zone": { "type": "string", "default": "UTC", "description": "IANA name, e.g. Europe/Berlin" },
+                "time_zone": { "type": "string", "default": "UTC", "description": "IANA name, e.g. Europe/Berlin",
+                    "enum": jiff::tz::db().available().map(|n| n.as_str().to_owned()).collect::<Vec<_>>() },
                 "recipients": { "type": "array", "items": { "type": "string", "format": "email" }, "minItems": 1, "maxItems": 20 },
                 "filters": { "type": "object", "additionalProperties": false, "properties": {
                     "vehicle": { "type": "string", "format": "uuid" }, "days": { "type": "integer", "minimum": 1, "maximum": 365, "description": "idle report" } } } } },

@@ -952,12 +952,12 @@ pub fn openapi() -> Value {
     let ok = |s: &str| json_response("ok", schema_ref(s));
     let decision_body = json_body(schema_ref("ReservationDecision"));
     let feed_params = json!([
-        { "name": "file", "in": "path", "required": true, "description": "`{id}.ics`: the vehicle's (asset) or user's id", "schema": { "type": "string", "pattern": "^[0-9a-fA-F-]{36}(\\.ics)?$" } },
+        { "name": "file", "in": "path", "required": true, "description": "`{id}.ics`: the vehicle's (asset) or user's id", "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(\\.ics)?$" } },
         { "name": "token", "in": "query", "required": false, "description": "the feed's private token (from POST /api/v1/calendar/tokens); without it, an API key with read_fleet", "schema": { "type": "string" } }
     ]);
     let ics = json!({ "description": "an iCalendar (RFC 5545) feed", "content": { "text/calendar": { "schema": { "type": "string" } } } });
     let ts = json!({ "type": "integer", "description": "epoch milliseconds" });
-    let opt_text = json!({ "type": ["string", "null"], "maxLength": MAX_TEXT });
+    let opt_text = super::openapi::nullable(super::openapi::printable_text(0, MAX_TEXT, true));
     json!({
         "paths": {
             "/api/v1/reservations/availability": {
@@ -1037,10 +1037,10 @@ pub fn openapi() -> Value {
                     "x-capability": "approve_reservations",
                     "tags": ["reservations"],
                     "parameters": [id],
-                    "requestBody": decision_body,
+                    "requestBody": json_body(json!({ "type": "object", "additionalProperties": false, "properties": { "version": { "type": "integer", "description": "refuse if the booking moved past this version" } } })),
                     "responses": {
                         "200": ok("Reservation"),
-                        "400": error_response("bad_json"),
+                        "400": error_response("bad_json: an approval takes no reason"),
                         "404": error_response("reservation_not_found"),
                         "409": error_response("reservation_changed")
                     }
@@ -1053,7 +1053,7 @@ pub fn openapi() -> Value {
                     "x-capability": "approve_reservations",
                     "tags": ["reservations"],
                     "parameters": [id],
-                    "requestBody": decision_body,
+                    "requestBody": json_body(json!({ "allOf": [schema_ref("ReservationDecision"), { "required": ["reason"], "properties": { "reason": super::openapi::printable_text(1, MAX_TEXT, true) } }] })),
                     "responses": {
                         "200": ok("Reservation"),
                         "400": error_response("bad_json, reason_required, bad_text"),
@@ -1166,6 +1166,7 @@ pub fn openapi() -> Value {
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["vehicle_id", "start_ms", "end_ms"],
+                "description": "end_ms after start_ms and at most 31 days later; start_ms at most 5 minutes in the past and at most two years ahead",
                 "properties": {
                     "vehicle_id": { "type": "string", "format": "uuid" },
                     "user_id": { "type": "string", "format": "uuid", "description": "the driver; drivers' own keys may leave it out" },
@@ -1196,10 +1197,11 @@ pub fn openapi() -> Value {
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["from_ms", "to_ms"],
+                "description": "to_ms after from_ms and at most two years later",
                 "properties": {
                     "from_ms": ts, "to_ms": ts,
-                    "vehicle_group": { "type": "string" },
-                    "home_yard": { "type": "string", "description": "`default` for vehicles with no home yard" },
+                    "vehicle_group": super::openapi::printable_text(0, MAX_TEXT, true),
+                    "home_yard": { "description": "`default` for vehicles with no home yard", "allOf": [super::openapi::printable_text(0, MAX_TEXT, true)] },
                     "kind": { "type": "string", "enum": ["vehicle", "trailer", "equipment", "key"], "default": "vehicle" },
                     "limit": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE }
                 }

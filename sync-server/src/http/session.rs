@@ -523,6 +523,7 @@ pub fn openapi() -> Value {
                     "operationId": "logout",
                     "summary": "End the caller's session and clear its cookies",
                     "tags": ["access"],
+                    "security": [{ "session": [] }],
                     "responses": {
                         "204": { "description": "logged out" },
                         "400": error_response("not_a_session: the caller used an API key"),
