@@ -13,8 +13,8 @@ use crate::reservations::ical::{self, FeedEvent};
 use crate::reservations::notify::{self, Notice};
 use crate::reservations::rules;
 use crate::storage::reservations::{
-    AvailabilityQuery, Blocking, Change, FeedSubject, Reservable, Reservation, ReservationFilter,
-    ReservationSettings, Status, Write,
+    AvailabilityQuery, Blocking, Change, FeedSubject, Notices, Reservable, Reservation,
+    ReservationFilter, ReservationSettings, Status, Write,
 };
 use crate::storage::{now_ms, rfc3339_ms, StorageError};
 use crate::AppState;
@@ -143,35 +143,47 @@ async fn vehicle_for(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Reserva
     }
 }
 
-/// Queues the notice for the tenant's webhooks and, when SMTP is configured,
-/// an email to the driver. Failures are logged: the booking stands either way.
-pub async fn announce(state: &AppState, tenant: Uuid, notice: Notice, r: &Reservation) {
-    let vehicle = match state.storage.reservable(tenant, r.vehicle_id).await {
-        Ok(Some(v)) => v.name,
-        _ => r.vehicle_id.to_string(),
-    };
-    let event_id = notice.event_id(r);
-    let body = crate::webhooks::payload(
-        &event_id,
-        crate::webhooks::KIND_RESERVATION,
-        notice.event_kind(),
-        tenant,
-        None,
-        r.updated_at_ms,
-        notify::webhook_data(r, &vehicle),
-    );
-    if let Err(e) = crate::webhooks::enqueue(
-        state,
-        tenant,
-        crate::webhooks::KIND_RESERVATION,
-        &event_id,
-        &body,
-    )
-    .await
-    {
-        tracing::warn!(%tenant, reservation = %r.id, "could not queue the {} webhook: {e}", notice.event_kind());
+/// The outbox rows of `notices` about `r` as the write will leave it: for the
+/// tenant's webhooks and, when SMTP is configured and the driver is enabled,
+/// an email to the driver. The write queues them in its own transaction, so
+/// a read failing here fails the request before anything is stored.
+pub async fn notices_for(
+    state: &AppState,
+    tenant: Uuid,
+    notices: &[Notice],
+    r: &Reservation,
+) -> Result<Notices, StorageError> {
+    let mut out = Notices::none();
+    if notices.is_empty() {
+        return Ok(out);
     }
-    crate::reservations::task::email(state, tenant, notice, r, &vehicle).await;
+    let vehicle = match state.storage.reservable(tenant, r.vehicle_id).await? {
+        Some(v) => v.name,
+        None => r.vehicle_id.to_string(),
+    };
+    let to = match state.storage.reservation_settings(tenant).await?.smtp {
+        None => None,
+        Some(_) => match state.storage.user(tenant, r.user_id).await? {
+            Some(u) if !u.disabled => Some(notify::Recipient {
+                name: u.name,
+                email: u.email,
+            }),
+            _ => None,
+        },
+    };
+    for n in notices {
+        out.extend(notify::notices(tenant, *n, r, &vehicle, to.as_ref()));
+    }
+    Ok(out)
+}
+
+/// `r` as `change` leaves it, for rendering its notices before the write:
+/// the change is pinned to `r`'s version, so the write leaves exactly this.
+fn after(r: &Reservation, change: &mut Change) -> Reservation {
+    change.expected_version = Some(r.version);
+    let mut next = r.clone();
+    change.apply(&mut next);
+    next
 }
 
 // ---- availability ----------------------------------------------------------
@@ -308,14 +320,18 @@ pub async fn create(
         reminded_at_ms: None,
         overdue_at_ms: None,
     };
-    match state.storage.create_reservation(caller.tenant, &r).await? {
-        Write::Done(r) => {
-            announce(&state, caller.tenant, Notice::Created, &r).await;
-            if r.status == Status::Approved {
-                announce(&state, caller.tenant, Notice::Approved, &r).await;
-            }
-            Ok((StatusCode::CREATED, Json(reservation_json(&r))))
-        }
+    let said: &[Notice] = if r.status == Status::Approved {
+        &[Notice::Created, Notice::Approved]
+    } else {
+        &[Notice::Created]
+    };
+    let notices = notices_for(&state, caller.tenant, said, &r).await?;
+    match state
+        .storage
+        .create_reservation(caller.tenant, &r, &notices)
+        .await?
+    {
+        Write::Done(r) => Ok((StatusCode::CREATED, Json(reservation_json(&r)))),
         Write::Conflict(b) => Err(conflict(&caller, &b)),
         Write::Stale(_) | Write::NotFound => {
             Err(StorageError::Backend("a new reservation came back stale or missing".into()).into())
@@ -437,40 +453,48 @@ async fn decide(
     notice: Notice,
     audit: Option<&str>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(current) = state
-        .storage
-        .reservation(caller.tenant, id)
-        .await?
-        .filter(|r| visible(caller, r))
-    else {
-        return Err(not_found());
-    };
-    if !change.admits(&current) {
-        return Err(stale(&current));
-    }
-    match state
-        .storage
-        .update_reservation(caller.tenant, id, &change)
-        .await?
-    {
-        Write::Done(r) => {
-            if let Some(action) = audit {
-                state
-                    .audit(
-                        caller,
-                        action,
-                        format!("reservation:{id}"),
-                        json!({ "vehicle_id": r.vehicle_id, "user_id": r.user_id, "reason": r.reason, "version": r.version }),
-                    )
-                    .await?;
-            }
-            announce(state, caller.tenant, notice, &r).await;
-            Ok(Json(reservation_json(&r)))
+    // The notices are rendered for the version read, so the write is pinned
+    // to it; a caller who named no version has it re-read if it moved on.
+    let mut tries = 0;
+    let r = loop {
+        tries += 1;
+        let Some(current) = state
+            .storage
+            .reservation(caller.tenant, id)
+            .await?
+            .filter(|r| visible(caller, r))
+        else {
+            return Err(not_found());
+        };
+        if !change.admits(&current) {
+            return Err(stale(&current));
         }
-        Write::Stale(r) => Err(stale(&r)),
-        Write::Conflict(b) => Err(conflict(caller, &b)),
-        Write::NotFound => Err(not_found()),
+        let mut pinned = change.clone();
+        let next = after(&current, &mut pinned);
+        let notices = notices_for(state, caller.tenant, &[notice], &next).await?;
+        match state
+            .storage
+            .update_reservation(caller.tenant, id, &pinned, &notices)
+            .await?
+        {
+            Write::Done(r) => break r,
+            Write::Stale(r) if change.admits(&r) && tries < 3 => continue,
+            Write::Stale(r) => return Err(stale(&r)),
+            Write::Conflict(b) => return Err(conflict(caller, &b)),
+            Write::NotFound => return Err(not_found()),
+        }
+    };
+    if let Some(action) = audit {
+        state
+            .audit(
+                caller,
+                action,
+                format!("reservation:{id}"),
+                json!({ "vehicle_id": r.vehicle_id, "user_id": r.user_id, "reason": r.reason, "version": r.version }),
+            )
+            .await?;
     }
+    Ok(Json(reservation_json(&r)))
 }
 
 fn decision(body: Result<ApiJson<Decision>, ApiError>) -> Result<Decision, ApiError> {
@@ -634,9 +658,14 @@ pub async fn modify(
     c.purpose = m.purpose.map(|p| text("purpose", p)).transpose()?;
     c.department = m.department.map(|p| text("department", p)).transpose()?;
     c.cost_center = m.cost_center.map(|p| text("cost_center", p)).transpose()?;
+    if !c.admits(&current) {
+        return Err(stale(&current));
+    }
+    let next = after(&current, &mut c);
+    let notices = notices_for(&state, caller.tenant, &[Notice::Modified], &next).await?;
     match state
         .storage
-        .update_reservation(caller.tenant, id, &c)
+        .update_reservation(caller.tenant, id, &c, &notices)
         .await?
     {
         Write::Done(r) => Ok(Json(reservation_json(&r))),

@@ -1,15 +1,20 @@
 //! What a reservation notification says, for webhooks (JSON) and email
-//! (subject and plain text). The sending is elsewhere.
+//! (subject and plain text), and the outbox rows ([`Notices`]) that carry it.
+//! The rows are queued in the transaction of the booking change; the sending
+//! is elsewhere.
 
-use crate::storage::reservations::Reservation;
+use crate::storage::mail::NewMail;
+use crate::storage::reservations::{Notices, Reservation, WebhookNotice};
 use crate::storage::rfc3339_ms;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     Created,
     Approved,
     Rejected,
+    Modified,
     Cancelled,
     Reminder,
     Overdue,
@@ -23,6 +28,7 @@ impl Notice {
             Notice::Created => "reservation_created",
             Notice::Approved => "reservation_approved",
             Notice::Rejected => "reservation_rejected",
+            Notice::Modified => "reservation_modified",
             Notice::Cancelled => "reservation_cancelled",
             Notice::Reminder => "reservation_reminder",
             Notice::Overdue => "reservation_overdue",
@@ -71,6 +77,7 @@ pub fn email(
         Notice::Created => format!("Booking received: {vehicle_name}"),
         Notice::Approved => format!("Booking approved: {vehicle_name}"),
         Notice::Rejected => format!("Booking rejected: {vehicle_name}"),
+        Notice::Modified => format!("Booking changed: {vehicle_name}"),
         Notice::Cancelled => format!("Booking cancelled: {vehicle_name}"),
         Notice::Reminder => format!("Reminder: {vehicle_name} is booked for you soon"),
         Notice::Overdue => format!("Overdue: please return {vehicle_name}"),
@@ -80,6 +87,7 @@ pub fn email(
         Notice::Created => "Your booking was received.",
         Notice::Approved => "Your booking was approved.",
         Notice::Rejected => "Your booking was rejected.",
+        Notice::Modified => "Your booking was changed.",
         Notice::Cancelled => "Your booking was cancelled.",
         Notice::Reminder => "Your booking starts soon.",
         Notice::Overdue => "Your booking has ended but the vehicle is not back yet.",
@@ -97,6 +105,59 @@ pub fn email(
     }
     body.push_str(&format!("Reference: {}\n", r.id));
     (subject, body)
+}
+
+/// Who the email goes to: the driver, when the tenant configured SMTP and
+/// the driver's user is enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub name: String,
+    pub email: String,
+}
+
+/// The outbox rows of `notice` about `r` as the write leaves it: one webhook
+/// event, and an email when there is a recipient. Ids come from the notice's
+/// event id, so a retry or a second replica queues each row once.
+pub fn notices(
+    tenant: Uuid,
+    notice: Notice,
+    r: &Reservation,
+    vehicle_name: &str,
+    to: Option<&Recipient>,
+) -> Notices {
+    let event_id = notice.event_id(r);
+    let payload = crate::webhooks::payload(
+        &event_id,
+        crate::webhooks::KIND_RESERVATION,
+        notice.event_kind(),
+        tenant,
+        None,
+        r.updated_at_ms,
+        webhook_data(r, vehicle_name),
+    );
+    let mail = to
+        .map(|to| {
+            let (subject, body) = email(notice, r, vehicle_name, &to.name);
+            NewMail {
+                message_id: crate::mail::message_id(&event_id),
+                source: "reservation".into(),
+                to_addr: to.email.clone(),
+                to_name: Some(to.name.clone()),
+                subject,
+                body,
+                attachment: None,
+            }
+        })
+        .into_iter()
+        .collect();
+    Notices {
+        webhooks: vec![WebhookNotice {
+            kind: crate::webhooks::KIND_RESERVATION.into(),
+            event_id,
+            payload,
+        }],
+        mail,
+    }
 }
 
 #[cfg(test)]

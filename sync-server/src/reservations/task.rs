@@ -2,13 +2,12 @@
 //! pick-ups (approved → active) and returns (active → completed) seen through
 //! custody, no-show release, and overdue alerts. Each pass is idempotent, and
 //! safe on several replicas: every change is a conditional update at the
-//! version read, so only the replica whose update lands sends the notice.
-//!
-//! Also the email side of notifications: queued in the mail outbox.
+//! version read, and its notices (webhook events and email) are queued in
+//! that update's transaction, so only the replica whose update lands queues
+//! them, and a queued notice always belongs to a committed change.
 
-use super::notify::{self, Notice};
+use super::notify::Notice;
 use super::schedule::{change_for, decide, Action};
-use crate::storage::mail::NewMail;
 use crate::storage::reservations::{ReservationFilter, Status, Write};
 use crate::storage::StorageError;
 use crate::AppState;
@@ -87,40 +86,35 @@ async fn tenant_pass(
             continue;
         };
         let change = change_for(action, &r, now_ms, &settings);
+        let notice = match action {
+            Action::Activate | Action::Complete => None,
+            Action::NoShow => Some(Notice::NoShow),
+            Action::Remind => Some(Notice::Reminder),
+            Action::Overdue => Some(Notice::Overdue),
+        };
+        // The change is pinned to the version read, so this is the booking as
+        // the update leaves it, and its notices go in the update's transaction:
+        // only the replica whose update lands queues them.
+        let mut next = r.clone();
+        change.apply(&mut next);
+        let notices =
+            crate::http::reservations::notices_for(state, tenant, notice.as_slice(), &next).await?;
         let Write::Done(r) = state
             .storage
-            .update_reservation(tenant, r.id, &change)
+            .update_reservation(tenant, r.id, &change, &notices)
             .await?
         else {
             // Another replica (or a request) got there first.
             continue;
         };
-        let notice = match action {
-            Action::Activate => {
-                report.activated += 1;
-                None
-            }
-            Action::Complete => {
-                report.completed += 1;
-                None
-            }
-            Action::NoShow => {
-                report.no_shows += 1;
-                Some(Notice::NoShow)
-            }
-            Action::Remind => {
-                report.reminders += 1;
-                Some(Notice::Reminder)
-            }
-            Action::Overdue => {
-                report.overdue += 1;
-                Some(Notice::Overdue)
-            }
-        };
-        tracing::debug!(%tenant, reservation = %r.id, ?action, "reservation moved on");
-        if let Some(n) = notice {
-            crate::http::reservations::announce(state, tenant, n, &r).await;
+        match action {
+            Action::Activate => report.activated += 1,
+            Action::Complete => report.completed += 1,
+            Action::NoShow => report.no_shows += 1,
+            Action::Remind => report.reminders += 1,
+            Action::Overdue => report.overdue += 1,
         }
+        tracing::debug!(%tenant, reservation = %r.id, ?action, "reservation moved on");
     }
     Ok(())
 }
@@ -146,52 +140,4 @@ pub fn spawn(state: AppState, every: Duration) -> watch::Sender<bool> {
         }
     });
     tx
-}
-
-/// Queues the notice to the driver in the mail outbox when the tenant
-/// configured SMTP and the driver has an address; the mail sender
-/// (`mail::sender`) delivers it with retries. The message id comes from the
-/// notice's event id, so a second replica or a retry queues it once.
-pub async fn email(
-    state: &AppState,
-    tenant: Uuid,
-    notice: Notice,
-    r: &crate::storage::reservations::Reservation,
-    vehicle: &str,
-) {
-    let settings = match state.storage.reservation_settings(tenant).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%tenant, "cannot read reservation settings for email: {e}");
-            return;
-        }
-    };
-    if settings.smtp.is_none() {
-        return;
-    }
-    let user = match state.storage.user(tenant, r.user_id).await {
-        Ok(Some(u)) if !u.disabled => u,
-        Ok(_) => return,
-        Err(e) => {
-            tracing::warn!(%tenant, "cannot read the driver for email: {e}");
-            return;
-        }
-    };
-    let (subject, body) = notify::email(notice, r, vehicle, &user.name);
-    let mail = NewMail {
-        message_id: crate::mail::message_id(&notice.event_id(r)),
-        source: "reservation".into(),
-        to_addr: user.email,
-        to_name: Some(user.name),
-        subject,
-        body,
-        attachment: None,
-    };
-    if let Err(e) = state
-        .storage
-        .enqueue_mail(tenant, &[mail], crate::storage::now_ms())
-        .await
-    {
-        tracing::warn!(%tenant, reservation = %r.id, "could not queue the reservation email: {e}");
-    }
 }

@@ -6,10 +6,11 @@
 use super::assets::{Asset, AssetKind};
 use super::conformance::NOW;
 use super::reservations::{
-    Approval, AvailabilityQuery, Change, FeedSubject, Reservation, ReservationFilter,
+    Approval, AvailabilityQuery, Change, FeedSubject, Notices, Reservation, ReservationFilter,
     ReservationSettings, Status, Write,
 };
 use super::Storage;
+use crate::reservations::notify::{self, Notice};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -91,7 +92,11 @@ pub async fn overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_bloc
     let u = Uuid::new_v4();
     let first = done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 10 * H, NOW + 12 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
@@ -102,7 +107,7 @@ pub async fn overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_bloc
         (NOW + 8 * H, NOW + 10 * H - BUF + 1),
     ] {
         match storage
-            .create_reservation(t, &booking(v, u, s, e))
+            .create_reservation(t, &booking(v, u, s, e), &Notices::none())
             .await
             .unwrap()
         {
@@ -116,39 +121,60 @@ pub async fn overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_bloc
     // Exactly a buffer apart on both sides, and another vehicle, are free.
     done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 12 * H + BUF, NOW + 13 * H))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 12 * H + BUF, NOW + 13 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 9 * H, NOW + 10 * H - BUF))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 9 * H, NOW + 10 * H - BUF),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     done(
         storage
-            .create_reservation(t, &booking(w, u, NOW + 10 * H, NOW + 12 * H))
+            .create_reservation(
+                t,
+                &booking(w, u, NOW + 10 * H, NOW + 12 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     // A rejected booking holds nothing; a cancelled one frees its window.
     let mut rejected = booking(v, u, NOW + 11 * H, NOW + 11 * H + 1);
     rejected.status = Status::Rejected;
-    done(storage.create_reservation(t, &rejected).await.unwrap());
+    done(
+        storage
+            .create_reservation(t, &rejected, &Notices::none())
+            .await
+            .unwrap(),
+    );
     let mut cancel = Change::new(NOW);
     cancel.to = Some(Status::Cancelled);
     cancel.reason = Some("plans changed".into());
     let c = done(
         storage
-            .update_reservation(t, first.id, &cancel)
+            .update_reservation(t, first.id, &cancel, &Notices::none())
             .await
             .unwrap(),
     );
     assert_eq!((c.status, c.version), (Status::Cancelled, 2));
     done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 10 * H, NOW + 12 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
@@ -161,7 +187,7 @@ pub async fn overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_bloc
         .is_none());
     assert_eq!(
         storage
-            .update_reservation(other, first.id, &cancel)
+            .update_reservation(other, first.id, &cancel, &Notices::none())
             .await
             .unwrap(),
         Write::NotFound
@@ -176,13 +202,21 @@ pub async fn changes_apply_at_the_expected_version_and_status_and_recheck_the_wi
     let u = Uuid::new_v4();
     let a = done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 10 * H, NOW + 12 * H))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 10 * H, NOW + 12 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     let b = done(
         storage
-            .create_reservation(t, &booking(v, u, NOW + 14 * H, NOW + 16 * H))
+            .create_reservation(
+                t,
+                &booking(v, u, NOW + 14 * H, NOW + 16 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
@@ -192,20 +226,33 @@ pub async fn changes_apply_at_the_expected_version_and_status_and_recheck_the_wi
     approve.from = vec![Status::Pending];
     approve.to = Some(Status::Approved);
     approve.approved_by = Some(approver);
-    let ok = done(storage.update_reservation(t, a.id, &approve).await.unwrap());
+    let ok = done(
+        storage
+            .update_reservation(t, a.id, &approve, &Notices::none())
+            .await
+            .unwrap(),
+    );
     assert_eq!(ok.status, Status::Approved);
     assert_eq!(ok.approved_by, Some(approver));
     assert_eq!(ok.version, 2);
     assert_eq!(ok.updated_at_ms, NOW + 1);
     // The same approval again: stale (version and status moved on).
-    match storage.update_reservation(t, a.id, &approve).await.unwrap() {
+    match storage
+        .update_reservation(t, a.id, &approve, &Notices::none())
+        .await
+        .unwrap()
+    {
         Write::Stale(r) => assert_eq!(r.version, 2),
         other => panic!("expected stale, got {other:?}"),
     }
     // Moving a into b's window is refused and leaves a as it was.
     let mut moved = Change::new(NOW + 2);
     moved.window = Some((NOW + 13 * H, NOW + 15 * H, BUF));
-    match storage.update_reservation(t, a.id, &moved).await.unwrap() {
+    match storage
+        .update_reservation(t, a.id, &moved, &Notices::none())
+        .await
+        .unwrap()
+    {
         Write::Conflict(blk) => assert_eq!(blk.reservation_id, b.id),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -213,7 +260,12 @@ pub async fn changes_apply_at_the_expected_version_and_status_and_recheck_the_wi
     // Moving within its own window is fine: it does not block itself.
     moved.window = Some((NOW + 11 * H, NOW + 13 * H, BUF));
     moved.purpose = Some(None);
-    let m = done(storage.update_reservation(t, a.id, &moved).await.unwrap());
+    let m = done(
+        storage
+            .update_reservation(t, a.id, &moved, &Notices::none())
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         (m.start_ms, m.end_ms, m.version),
         (NOW + 11 * H, NOW + 13 * H, 3)
@@ -224,15 +276,23 @@ pub async fn changes_apply_at_the_expected_version_and_status_and_recheck_the_wi
     let mut remind = Change::new(NOW + 3);
     remind.expected_version = Some(3);
     remind.mark_reminded = true;
-    let r = done(storage.update_reservation(t, a.id, &remind).await.unwrap());
+    let r = done(
+        storage
+            .update_reservation(t, a.id, &remind, &Notices::none())
+            .await
+            .unwrap(),
+    );
     assert_eq!(r.reminded_at_ms, Some(NOW + 3));
     assert!(matches!(
-        storage.update_reservation(t, a.id, &remind).await.unwrap(),
+        storage
+            .update_reservation(t, a.id, &remind, &Notices::none())
+            .await
+            .unwrap(),
         Write::Stale(_)
     ));
     assert_eq!(
         storage
-            .update_reservation(t, Uuid::new_v4(), &remind)
+            .update_reservation(t, Uuid::new_v4(), &remind, &Notices::none())
             .await
             .unwrap(),
         Write::NotFound
@@ -249,14 +309,18 @@ pub async fn availability_lists_free_vehicles_matching_the_filters(storage: Arc<
     let u = Uuid::new_v4();
     done(
         storage
-            .create_reservation(t, &booking(busy, u, NOW + 10 * H, NOW + 12 * H))
+            .create_reservation(
+                t,
+                &booking(busy, u, NOW + 10 * H, NOW + 12 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     // An earlier, long-finished booking does not matter.
     done(
         storage
-            .create_reservation(t, &booking(free, u, NOW + H, NOW + 2 * H))
+            .create_reservation(t, &booking(free, u, NOW + H, NOW + 2 * H), &Notices::none())
             .await
             .unwrap(),
     );
@@ -353,7 +417,12 @@ pub async fn lists_filter_and_page_in_start_order(storage: Arc<dyn Storage>) {
         if i == 5 {
             b.department = Some("sales".into());
         }
-        made.push(done(storage.create_reservation(t, &b).await.unwrap()));
+        made.push(done(
+            storage
+                .create_reservation(t, &b, &Notices::none())
+                .await
+                .unwrap(),
+        ));
     }
     let all = ReservationFilter {
         limit: 100,
@@ -396,7 +465,7 @@ pub async fn lists_filter_and_page_in_start_order(storage: Arc<dyn Storage>) {
     cancel.to = Some(Status::Cancelled);
     done(
         storage
-            .update_reservation(t, made[0].id, &cancel)
+            .update_reservation(t, made[0].id, &cancel, &Notices::none())
             .await
             .unwrap(),
     );
@@ -513,20 +582,39 @@ pub async fn yard_bookings_are_approved_ones_of_the_yard_with_each_badge(
     storage.link_badge(t, user, b2).await.unwrap();
     let mut approved = booking(north, user, NOW + H, NOW + 2 * H);
     approved.status = Status::Approved;
-    done(storage.create_reservation(t, &approved).await.unwrap());
+    done(
+        storage
+            .create_reservation(t, &approved, &Notices::none())
+            .await
+            .unwrap(),
+    );
     // Pending, later than the horizon, and another yard's: not carried.
     done(
         storage
-            .create_reservation(t, &booking(north, user, NOW + 3 * H, NOW + 4 * H))
+            .create_reservation(
+                t,
+                &booking(north, user, NOW + 3 * H, NOW + 4 * H),
+                &Notices::none(),
+            )
             .await
             .unwrap(),
     );
     let mut late = booking(north, user, NOW + 30 * H, NOW + 31 * H);
     late.status = Status::Approved;
-    done(storage.create_reservation(t, &late).await.unwrap());
+    done(
+        storage
+            .create_reservation(t, &late, &Notices::none())
+            .await
+            .unwrap(),
+    );
     let mut home_b = booking(home, user, NOW + H, NOW + 2 * H);
     home_b.status = Status::Approved;
-    done(storage.create_reservation(t, &home_b).await.unwrap());
+    done(
+        storage
+            .create_reservation(t, &home_b, &Notices::none())
+            .await
+            .unwrap(),
+    );
 
     let got = storage
         .yard_bookings(t, "north", NOW, NOW + 24 * H)
@@ -548,6 +636,360 @@ pub async fn yard_bookings_are_approved_ones_of_the_yard_with_each_badge(
     assert!(got.iter().all(|b| b.vehicle_id == home));
 }
 
+/// A backend's way to make every later insert into the mail outbox fail, for
+/// the failure-injection checks; the guard a test storage comes with knows
+/// its database.
+pub trait OutboxFault {
+    fn break_mail_outbox(&self) -> impl std::future::Future<Output = ()>;
+}
+
+/// A tenant with SMTP configured, a driver with an address, a vehicle, and
+/// webhooks: one for reservation events, one for faults only.
+async fn notified_tenant(storage: &Arc<dyn Storage>) -> (Uuid, Uuid, Uuid, Uuid, Uuid) {
+    let t = storage.create_tenant("a").await.unwrap().tenant_id;
+    let settings = ReservationSettings {
+        smtp: Some(super::reservations::SmtpSettings {
+            host: "mail.example.com".into(),
+            port: 587,
+            from: "fleet@example.com".into(),
+            starttls: true,
+            username: None,
+            password: None,
+        }),
+        ..Default::default()
+    };
+    storage
+        .set_reservation_settings(t, &settings, NOW)
+        .await
+        .unwrap();
+    let user = storage
+        .create_user(
+            t,
+            super::access::NewUser {
+                email: "dana@example.com".into(),
+                name: "Dana".into(),
+                role: crate::http::auth::Role::Driver,
+            },
+            None,
+            NOW,
+        )
+        .await
+        .unwrap()
+        .user_id;
+    let v = vehicle(storage, t, "van", None, None).await;
+    let hook = storage
+        .create_webhook(
+            t,
+            "https://hooks.example.com/r",
+            &[crate::webhooks::KIND_RESERVATION.to_owned()],
+            "json",
+            "s3cret",
+            NOW,
+        )
+        .await
+        .unwrap()
+        .id;
+    let faults = storage
+        .create_webhook(
+            t,
+            "https://hooks.example.com/f",
+            &[crate::webhooks::KIND_FAULT.to_owned()],
+            "json",
+            "s3cret",
+            NOW,
+        )
+        .await
+        .unwrap()
+        .id;
+    (t, user, v, hook, faults)
+}
+
+fn notices_of(t: Uuid, said: &[Notice], r: &Reservation) -> Notices {
+    let to = notify::Recipient {
+        name: "Dana".into(),
+        email: "dana@example.com".into(),
+    };
+    let mut out = Notices::none();
+    for n in said {
+        out.extend(notify::notices(t, *n, r, "van", Some(&to)));
+    }
+    out
+}
+
+/// `r` as `change` (pinned to `r`'s version) leaves it.
+fn after(r: &Reservation, change: &mut Change) -> Reservation {
+    change.expected_version = Some(r.version);
+    let mut next = r.clone();
+    change.apply(&mut next);
+    next
+}
+
+async fn mail_ids(storage: &Arc<dyn Storage>, t: Uuid) -> Vec<String> {
+    let mut ids: Vec<String> = storage
+        .list_mail(t, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn delivery_events(storage: &Arc<dyn Storage>, t: Uuid, hook: Uuid) -> Vec<String> {
+    let mut ids: Vec<String> = storage
+        .list_deliveries(t, hook, 100)
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+pub async fn a_done_write_queues_its_notices_and_a_refused_one_queues_none(
+    storage: Arc<dyn Storage>,
+) {
+    let (t, user, v, hook, faults) = notified_tenant(&storage).await;
+    let mut b = booking(v, user, NOW + 10 * H, NOW + 12 * H);
+    b.status = Status::Approved;
+    let said = [Notice::Created, Notice::Approved];
+    let first = done(
+        storage
+            .create_reservation(t, &b, &notices_of(t, &said, &b))
+            .await
+            .unwrap(),
+    );
+    let mut want_mail: Vec<String> = said
+        .iter()
+        .map(|n| crate::mail::message_id(&n.event_id(&first)))
+        .collect();
+    want_mail.sort();
+    let mut want_events: Vec<String> = said.iter().map(|n| n.event_id(&first)).collect();
+    want_events.sort();
+    assert_eq!(mail_ids(&storage, t).await, want_mail);
+    assert_eq!(delivery_events(&storage, t, hook).await, want_events);
+    assert!(delivery_events(&storage, t, faults).await.is_empty());
+    let mail = storage.list_mail(t, None, 10).await.unwrap();
+    assert!(mail
+        .iter()
+        .all(|m| m.to == "dana@example.com" && m.source == "reservation" && m.state == "pending"));
+
+    // A conflicting booking and a stale change are refused and queue nothing.
+    let clash = booking(v, user, NOW + 11 * H, NOW + 13 * H);
+    assert!(matches!(
+        storage
+            .create_reservation(t, &clash, &notices_of(t, &[Notice::Created], &clash))
+            .await
+            .unwrap(),
+        Write::Conflict(_)
+    ));
+    let mut cancel = Change::new(NOW + 1);
+    cancel.from = vec![Status::Pending, Status::Approved];
+    cancel.to = Some(Status::Cancelled);
+    let mut stale = cancel.clone();
+    let next = after(&first, &mut stale);
+    stale.expected_version = Some(first.version + 7);
+    assert!(matches!(
+        storage
+            .update_reservation(
+                t,
+                first.id,
+                &stale,
+                &notices_of(t, &[Notice::Cancelled], &next)
+            )
+            .await
+            .unwrap(),
+        Write::Stale(_)
+    ));
+    assert_eq!(mail_ids(&storage, t).await, want_mail);
+    assert_eq!(delivery_events(&storage, t, hook).await, want_events);
+
+    // A done change queues its own, and the same notice again queues nothing.
+    let next = after(&first, &mut cancel);
+    let cancelled = done(
+        storage
+            .update_reservation(
+                t,
+                first.id,
+                &cancel,
+                &notices_of(t, &[Notice::Cancelled], &next),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(cancelled, next);
+    let again = notices_of(t, &[Notice::Cancelled], &next);
+    let mut touch = Change::new(NOW + 2);
+    touch.purpose = Some(Some("again".into()));
+    done(
+        storage
+            .update_reservation(t, first.id, &touch, &again)
+            .await
+            .unwrap(),
+    );
+    let mail = mail_ids(&storage, t).await;
+    assert_eq!(mail.len(), 3);
+    assert!(mail.contains(&crate::mail::message_id(&Notice::Cancelled.event_id(&next))));
+    assert_eq!(delivery_events(&storage, t, hook).await.len(), 3);
+}
+
+pub async fn a_booking_whose_notices_cannot_be_queued_is_not_stored(
+    storage: Arc<dyn Storage>,
+    fault: &impl OutboxFault,
+) {
+    let (t, user, v, hook, _) = notified_tenant(&storage).await;
+    let kept = booking(v, user, NOW + 10 * H, NOW + 12 * H);
+    let kept = done(
+        storage
+            .create_reservation(t, &kept, &notices_of(t, &[Notice::Created], &kept))
+            .await
+            .unwrap(),
+    );
+    let mail_before = mail_ids(&storage, t).await;
+    let events_before = delivery_events(&storage, t, hook).await;
+    assert_eq!((mail_before.len(), events_before.len()), (1, 1));
+
+    fault.break_mail_outbox().await;
+    // The webhook row is written before the mail fails: both go with the booking.
+    let lost = booking(v, user, NOW + 20 * H, NOW + 22 * H);
+    assert!(storage
+        .create_reservation(t, &lost, &notices_of(t, &[Notice::Created], &lost))
+        .await
+        .is_err());
+    assert_eq!(storage.reservation(t, lost.id).await.unwrap(), None);
+    let mut approve = Change::new(NOW + 1);
+    approve.from = vec![Status::Pending];
+    approve.to = Some(Status::Approved);
+    let next = after(&kept, &mut approve);
+    assert!(storage
+        .update_reservation(
+            t,
+            kept.id,
+            &approve,
+            &notices_of(t, &[Notice::Approved], &next)
+        )
+        .await
+        .is_err());
+    assert_eq!(storage.reservation(t, kept.id).await.unwrap(), Some(kept));
+    assert_eq!(mail_ids(&storage, t).await, mail_before);
+    assert_eq!(delivery_events(&storage, t, hook).await, events_before);
+    // The window the failed booking asked for is still free.
+    let free = storage
+        .available_vehicles(
+            t,
+            &AvailabilityQuery {
+                from_ms: NOW + 20 * H,
+                to_ms: NOW + 22 * H,
+                buffer_ms: BUF,
+                vehicle_group: None,
+                home_yard: None,
+                kind: "vehicle".into(),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(free.len(), 1);
+    // A write with nothing to tell still works.
+    done(
+        storage
+            .create_reservation(t, &lost, &Notices::none())
+            .await
+            .unwrap(),
+    );
+}
+
+pub async fn a_reminder_and_an_overdue_notice_are_queued_once_when_replicas_race(
+    storage: Arc<dyn Storage>,
+) {
+    let (t, user, v, hook, _) = notified_tenant(&storage).await;
+    // Approved, starting in 30 minutes: every replica's pass decides to remind.
+    let mut soon = booking(v, user, NOW + H / 2, NOW + 2 * H);
+    soon.status = Status::Approved;
+    done(
+        storage
+            .create_reservation(t, &soon, &Notices::none())
+            .await
+            .unwrap(),
+    );
+    let replicas: Vec<crate::AppState> = (0..6)
+        .map(|_| crate::AppState::new(storage.clone()))
+        .collect();
+    let passes = futures_util::future::join_all(
+        replicas
+            .iter()
+            .map(|s| crate::reservations::task::run_once(s, NOW)),
+    )
+    .await;
+    let reminders: u32 = passes.into_iter().map(|p| p.unwrap().reminders).sum();
+    assert_eq!(reminders, 1);
+    let reminded = storage.reservation(t, soon.id).await.unwrap().unwrap();
+    assert_eq!(reminded.reminded_at_ms, Some(NOW));
+    let want = Notice::Reminder.event_id(&reminded);
+    assert_eq!(
+        mail_ids(&storage, t).await,
+        [crate::mail::message_id(&want)]
+    );
+    assert_eq!(delivery_events(&storage, t, hook).await, [want]);
+    // A later pass has nothing more to say.
+    let later = crate::reservations::task::run_once(&replicas[0], NOW + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(later.reminders, 0);
+    assert_eq!(mail_ids(&storage, t).await.len(), 1);
+
+    // Out past its end and grace: replicas racing to flag it overdue.
+    let mut out = booking(v, user, NOW - 5 * H, NOW - 3 * H);
+    out.status = Status::Active;
+    let out = done(
+        storage
+            .create_reservation(t, &out, &Notices::none())
+            .await
+            .unwrap(),
+    );
+    let settings = storage.reservation_settings(t).await.unwrap();
+    let race = (0..6).map(|_| {
+        let storage = storage.clone();
+        let out = out.clone();
+        let settings = settings.clone();
+        async move {
+            let action = crate::reservations::schedule::decide(&out, true, NOW, &settings);
+            assert_eq!(action, Some(crate::reservations::schedule::Action::Overdue));
+            let change =
+                crate::reservations::schedule::change_for(action.unwrap(), &out, NOW, &settings);
+            let mut next = out.clone();
+            change.apply(&mut next);
+            storage
+                .update_reservation(
+                    t,
+                    out.id,
+                    &change,
+                    &notices_of(t, &[Notice::Overdue], &next),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let writes = futures_util::future::join_all(race).await;
+    assert_eq!(
+        writes
+            .iter()
+            .filter(|w| matches!(w, Write::Done(_)))
+            .count(),
+        1
+    );
+    let flagged = storage.reservation(t, out.id).await.unwrap().unwrap();
+    let overdue = Notice::Overdue.event_id(&flagged);
+    assert!(mail_ids(&storage, t)
+        .await
+        .contains(&crate::mail::message_id(&overdue)));
+    assert_eq!(mail_ids(&storage, t).await.len(), 2);
+    assert_eq!(delivery_events(&storage, t, hook).await.len(), 2);
+}
+
 #[macro_export]
 macro_rules! conformance_reservations_suite {
     (optional $make:expr) => {
@@ -558,6 +1000,11 @@ macro_rules! conformance_reservations_suite {
             lists_filter_and_page_in_start_order,
             settings_default_until_set_and_feed_tokens_rotate,
             yard_bookings_are_approved_ones_of_the_yard_with_each_badge,
+            a_done_write_queues_its_notices_and_a_refused_one_queues_none,
+            a_reminder_and_an_overdue_notice_are_queued_once_when_replicas_race,
+        );
+        $crate::conformance_reservations_suite!(@optional_fault $make;
+            a_booking_whose_notices_cannot_be_queued_is_not_stored,
         );
     };
     (@optional $make:expr; $($name:ident),* $(,)?) => {
@@ -569,6 +1016,15 @@ macro_rules! conformance_reservations_suite {
             }
         )*
     };
+    (@optional_fault $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((storage, guard)) = $make.await else { return };
+                $crate::storage::conformance_reservations::$name(storage, &guard).await;
+            }
+        )*
+    };
     ($make:expr) => {
         $crate::conformance_reservations_suite!(@tests $make;
             overlapping_holding_bookings_of_a_vehicle_are_refused_with_the_blocking_window,
@@ -577,6 +1033,11 @@ macro_rules! conformance_reservations_suite {
             lists_filter_and_page_in_start_order,
             settings_default_until_set_and_feed_tokens_rotate,
             yard_bookings_are_approved_ones_of_the_yard_with_each_badge,
+            a_done_write_queues_its_notices_and_a_refused_one_queues_none,
+            a_reminder_and_an_overdue_notice_are_queued_once_when_replicas_race,
+        );
+        $crate::conformance_reservations_suite!(@fault $make;
+            a_booking_whose_notices_cannot_be_queued_is_not_stored,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -585,6 +1046,15 @@ macro_rules! conformance_reservations_suite {
             async fn $name() {
                 let (storage, _guard) = $make.await;
                 $crate::storage::conformance_reservations::$name(storage).await;
+            }
+        )*
+    };
+    (@fault $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (storage, guard) = $make.await;
+                $crate::storage::conformance_reservations::$name(storage, &guard).await;
             }
         )*
     };

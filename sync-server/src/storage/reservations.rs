@@ -8,6 +8,7 @@
 //! never overlap: PostgreSQL enforces it with an exclusion constraint, SQLite
 //! with a check in the writing transaction.
 
+use super::mail::NewMail;
 use super::StorageError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -207,6 +208,37 @@ impl Change {
     }
 }
 
+/// One event for the tenant's webhooks that want `kind`, keyed by `event_id`
+/// so queueing it twice queues it once per webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookNotice {
+    pub kind: String,
+    pub event_id: String,
+    pub payload: serde_json::Value,
+}
+
+/// What a reservation write tells people: webhook events and emails, queued
+/// in the write's own transaction and only if the write is done, so a
+/// committed booking always has its notices and a notice that cannot be
+/// queued undoes the booking. The caller renders them for the reservation as
+/// the write will leave it (its change is pinned to the version it read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Notices {
+    pub webhooks: Vec<WebhookNotice>,
+    pub mail: Vec<NewMail>,
+}
+
+impl Notices {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn extend(&mut self, other: Notices) {
+        self.webhooks.extend(other.webhooks);
+        self.mail.extend(other.mail);
+    }
+}
+
 /// Filters of a reservation list; windows overlap `[from_ms, to_ms)`.
 #[derive(Debug, Clone, Default)]
 pub struct ReservationFilter {
@@ -385,11 +417,13 @@ pub trait ReservationStore: Send + Sync {
     async fn reservable(&self, tenant: Uuid, id: Uuid) -> Result<Option<Reservable>, StorageError>;
 
     /// Stores `r` unless a holding reservation of the same vehicle overlaps it
-    /// (buffers included), atomically with that check.
+    /// (buffers included), atomically with that check, and queues `notices`
+    /// in the same transaction (nothing is stored if they cannot be queued).
     async fn create_reservation(
         &self,
         tenant: Uuid,
         r: &Reservation,
+        notices: &Notices,
     ) -> Result<Write, StorageError>;
     async fn reservation(
         &self,
@@ -404,11 +438,13 @@ pub trait ReservationStore: Send + Sync {
     ) -> Result<Vec<Reservation>, StorageError>;
     /// Applies `change` if the reservation admits it; a change that makes it
     /// hold a window (or a vehicle) re-checks the other bookings atomically.
+    /// `notices` are queued in the same transaction when the change is done.
     async fn update_reservation(
         &self,
         tenant: Uuid,
         id: Uuid,
         change: &Change,
+        notices: &Notices,
     ) -> Result<Write, StorageError>;
 
     /// Assets of the query's kind, not retired, matching its filters, with no

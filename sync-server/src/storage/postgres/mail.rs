@@ -36,7 +36,7 @@ impl PgStorage {
     }
 }
 
-async fn insert_mail(
+pub(super) async fn insert_mail(
     tx: &PgTx,
     tenant: Uuid,
     m: &NewMail,

@@ -6,8 +6,9 @@
 
 use super::{pg, PgStorage, PgTx};
 use crate::storage::reservations::{
-    AvailabilityQuery, Blocking, Change, FeedSubject, Reservable, Reservation, ReservationFilter,
-    ReservationSettings, ReservationStore, Status, Write, YardBooking, HOLDING_SQL,
+    AvailabilityQuery, Blocking, Change, FeedSubject, Notices, Reservable, Reservation,
+    ReservationFilter, ReservationSettings, ReservationStore, Status, Write, YardBooking,
+    HOLDING_SQL,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -94,6 +95,49 @@ impl PgStorage {
     }
 }
 
+/// Queues `notices` in the writing transaction: a delivery for each webhook of
+/// the tenant that wants an event's kind (an event id it already has is
+/// skipped), and the mail. An error here rolls the reservation write back.
+async fn queue_notices(
+    tx: &PgTx,
+    tenant: Uuid,
+    notices: &Notices,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    if !notices.webhooks.is_empty() {
+        let hooks = tx
+            .query(
+                "SELECT webhook_id, kinds FROM webhooks WHERE tenant_id = $1",
+                &[&tenant],
+            )
+            .await
+            .map_err(pg)?;
+        for hook in &hooks {
+            let id: Uuid = hook.get(0);
+            let kinds: Vec<String> = serde_json::from_str(hook.get::<_, &str>(1))
+                .map_err(|e| StorageError::Corrupt(format!("webhook kinds: {e}")))?;
+            for ev in notices
+                .webhooks
+                .iter()
+                .filter(|ev| kinds.contains(&ev.kind))
+            {
+                tx.execute(
+                    "INSERT INTO webhook_deliveries (tenant_id, delivery_id, webhook_id, event_id, kind, payload, state, next_attempt_at_ms, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7) \
+                     ON CONFLICT (tenant_id, webhook_id, event_id) DO NOTHING",
+                    &[&tenant, &Uuid::new_v4(), &id, &ev.event_id, &ev.kind, &ev.payload.to_string(), &now_ms],
+                )
+                .await
+                .map_err(pg)?;
+            }
+        }
+    }
+    for m in &notices.mail {
+        super::mail::insert_mail(tx, tenant, m, now_ms).await?;
+    }
+    Ok(())
+}
+
 async fn by_id(tx: &PgTx, id: Uuid, for_update: bool) -> Result<Option<Reservation>, StorageError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
     tx.query_opt(
@@ -166,6 +210,7 @@ impl ReservationStore for PgStorage {
         &self,
         tenant: Uuid,
         r: &Reservation,
+        notices: &Notices,
     ) -> Result<Write, StorageError> {
         let tx = self.tenant_tx(tenant).await?;
         let res = tx
@@ -196,6 +241,7 @@ impl ReservationStore for PgStorage {
             .await;
         match res {
             Ok(_) => {
+                queue_notices(&tx, tenant, notices, r.updated_at_ms).await?;
                 tx.commit().await?;
                 Ok(Write::Done(r.clone()))
             }
@@ -297,6 +343,7 @@ impl ReservationStore for PgStorage {
         tenant: Uuid,
         id: Uuid,
         change: &Change,
+        notices: &Notices,
     ) -> Result<Write, StorageError> {
         let tx = self.tenant_tx(tenant).await?;
         let Some(mut r) = by_id(&tx, id, true).await? else {
@@ -334,6 +381,7 @@ impl ReservationStore for PgStorage {
             .await;
         match res {
             Ok(_) => {
+                queue_notices(&tx, tenant, notices, change.now_ms).await?;
                 tx.commit().await?;
                 Ok(Write::Done(r))
             }
@@ -463,5 +511,29 @@ impl ReservationStore for PgStorage {
                 .map_err(|_| StorageError::Corrupt("calendar token hash".into()))
         })
         .transpose()
+    }
+}
+
+/// The conformance suite's fault: a trigger that refuses every insert into the
+/// mail outbox of the test database.
+#[cfg(test)]
+impl crate::storage::conformance_reservations::OutboxFault for super::testing::Guard {
+    async fn break_mail_outbox(&self) {
+        let admin = super::PgTarget {
+            config: self.admin_config(),
+            tls: self.tls().clone(),
+        }
+        .connect()
+        .await
+        .unwrap();
+        admin
+            .batch_execute(
+                "CREATE FUNCTION mail_outbox_refuses() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'the mail outbox refuses every message'; END $$;
+                 CREATE TRIGGER mail_outbox_refuses BEFORE INSERT ON mail_outbox
+                 FOR EACH ROW EXECUTE FUNCTION mail_outbox_refuses();",
+            )
+            .await
+            .unwrap();
     }
 }

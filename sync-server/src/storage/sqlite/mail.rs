@@ -20,7 +20,7 @@ fn u32_at(r: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
     Ok(u32::try_from(v.max(0)).unwrap_or(u32::MAX))
 }
 
-fn insert_mail(
+pub(super) fn insert_mail(
     tx: &Transaction<'_>,
     tenant: Uuid,
     m: &NewMail,

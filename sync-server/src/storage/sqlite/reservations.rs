@@ -5,13 +5,16 @@
 use super::conn::backend;
 use super::{blob, uuid_at, SqliteStorage};
 use crate::storage::reservations::{
-    AvailabilityQuery, Blocking, Change, FeedSubject, Reservable, Reservation, ReservationFilter,
-    ReservationSettings, ReservationStore, Status, Write, YardBooking, HOLDING_SQL,
+    AvailabilityQuery, Blocking, Change, FeedSubject, Notices, Reservable, Reservation,
+    ReservationFilter, ReservationSettings, ReservationStore, Status, Write, YardBooking,
+    HOLDING_SQL,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use uuid::Uuid;
 
 const COLUMNS: &str = "reservation_id, vehicle_id, user_id, start_ms, end_ms, buffer_ms, status, purpose, department, cost_center, reason, created_by, approved_by, version, created_at_ms, updated_at_ms, reminded_at_ms, overdue_at_ms";
@@ -138,6 +141,48 @@ fn insert(c: &Connection, tenant: &Uuid, r: &Reservation) -> Result<(), StorageE
     Ok(())
 }
 
+/// Queues `notices` in the writing transaction: a delivery for each webhook of
+/// the tenant that wants an event's kind (an event id it already has is
+/// skipped), and the mail. An error here rolls the reservation write back.
+fn queue_notices(
+    tx: &Transaction<'_>,
+    tenant: &Uuid,
+    notices: &Notices,
+    now_ms: i64,
+) -> Result<(), StorageError> {
+    if !notices.webhooks.is_empty() {
+        let hooks: Vec<(Vec<u8>, String)> = {
+            let mut st = tx
+                .prepare_cached("SELECT webhook_id, kinds FROM webhooks WHERE tenant_id = ?1")
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![blob(tenant)], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+        };
+        for (hook, kinds) in &hooks {
+            let kinds: Vec<String> = serde_json::from_str(kinds)
+                .map_err(|e| StorageError::Corrupt(format!("webhook kinds: {e}")))?;
+            for ev in notices
+                .webhooks
+                .iter()
+                .filter(|ev| kinds.contains(&ev.kind))
+            {
+                tx.execute(
+                    "INSERT OR IGNORE INTO webhook_deliveries (tenant_id, delivery_id, webhook_id, event_id, kind, payload, state, next_attempt_at_ms, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                    params![blob(tenant), blob(&Uuid::new_v4()), hook, ev.event_id, ev.kind, ev.payload.to_string(), now_ms],
+                )
+                .map_err(backend)?;
+            }
+        }
+    }
+    for m in &notices.mail {
+        super::mail::insert_mail(tx, *tenant, m, now_ms)?;
+    }
+    Ok(())
+}
+
 fn reservable_row(r: &Row<'_>) -> rusqlite::Result<Reservable> {
     Ok(Reservable {
         id: uuid_at(r, 0)?,
@@ -214,8 +259,10 @@ impl ReservationStore for SqliteStorage {
         &self,
         tenant: Uuid,
         r: &Reservation,
+        notices: &Notices,
     ) -> Result<Write, StorageError> {
         let r = r.clone();
+        let notices = notices.clone();
         self.pool
             .write(move |c| {
                 let tx = c
@@ -235,6 +282,7 @@ impl ReservationStore for SqliteStorage {
                     }
                 }
                 insert(&tx, &tenant, &r)?;
+                queue_notices(&tx, &tenant, &notices, r.updated_at_ms)?;
                 tx.commit().map_err(backend)?;
                 Ok(Write::Done(r))
             })
@@ -322,8 +370,10 @@ impl ReservationStore for SqliteStorage {
         tenant: Uuid,
         id: Uuid,
         change: &Change,
+        notices: &Notices,
     ) -> Result<Write, StorageError> {
         let change = change.clone();
+        let notices = notices.clone();
         self.pool
             .write(move |c| {
                 let tx = c
@@ -378,6 +428,7 @@ impl ReservationStore for SqliteStorage {
                     ],
                 )
                 .map_err(backend)?;
+                queue_notices(&tx, &tenant, &notices, change.now_ms)?;
                 tx.commit().map_err(backend)?;
                 Ok(Write::Done(r))
             })
@@ -511,5 +562,19 @@ impl ReservationStore for SqliteStorage {
                 .transpose()
             })
             .await
+    }
+}
+
+/// The conformance suite's fault: a trigger that refuses every insert into the
+/// mail outbox of the test database.
+#[cfg(test)]
+impl crate::storage::conformance_reservations::OutboxFault for tempfile::TempDir {
+    async fn break_mail_outbox(&self) {
+        let c = Connection::open(self.path().join("fleet.db")).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER mail_outbox_refuses BEFORE INSERT ON mail_outbox
+             BEGIN SELECT RAISE(ABORT, 'the mail outbox refuses every message'); END;",
+        )
+        .unwrap();
     }
 }
