@@ -4,7 +4,7 @@
 
 use super::auth::{Caller, Capability};
 use super::error::ApiError;
-use super::{path_uuid, read_body};
+use super::{audited_removal, path_uuid, read_body};
 use crate::live::{LiveEvent, LiveKind};
 use crate::rollout::{self, Decision, Member, Plan, RolloutState};
 use crate::storage::control::{DeviceGroup, RolloutRecord, RolloutStep, TokenInfo, Webhook};
@@ -134,21 +134,16 @@ pub async fn revoke_token(
             "a token id is 64 hex digits",
         ));
     }
-    if !state.storage.revoke_token(caller.tenant, &id).await? {
-        return Err(ApiError::not_found(
-            "token_not_found",
-            "no such enrollment token",
-        ));
-    }
-    state
-        .audit(
-            &caller,
-            "enrollment_token.revoke",
-            format!("enrollment_token:{id}"),
-            json!({}),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let revoked = state.storage.revoke_token(caller.tenant, &id).await?;
+    audited_removal(
+        &state,
+        &caller,
+        revoked,
+        ApiError::not_found("token_not_found", "no such enrollment token"),
+        "enrollment_token.revoke",
+        format!("enrollment_token:{id}"),
+    )
+    .await
 }
 
 // ---- devices ----
@@ -713,18 +708,16 @@ pub async fn delete_webhook(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Capability::ManageConfig)?;
     let id = path_uuid(id)?;
-    if !state.storage.delete_webhook(caller.tenant, id).await? {
-        return Err(ApiError::not_found("webhook_not_found", "no such webhook"));
-    }
-    state
-        .audit(
-            &caller,
-            "webhook.delete",
-            format!("webhook:{id}"),
-            json!({}),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let removed = state.storage.delete_webhook(caller.tenant, id).await?;
+    audited_removal(
+        &state,
+        &caller,
+        removed,
+        ApiError::not_found("webhook_not_found", "no such webhook"),
+        "webhook.delete",
+        format!("webhook:{id}"),
+    )
+    .await
 }
 
 pub async fn webhook_deliveries(

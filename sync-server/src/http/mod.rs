@@ -334,6 +334,25 @@ pub(crate) fn path_uuid(
         .map_err(|_| ApiError::bad_request("bad_id", format!("{raw:?} is not a UUID")))
 }
 
+/// The answer to a removal by id: 204, audited as `action` on `target`, when
+/// something was removed; `missing` when there was nothing to remove.
+pub(crate) async fn audited_removal(
+    state: &AppState,
+    caller: &auth::Caller,
+    removed: bool,
+    missing: ApiError,
+    action: &str,
+    target: String,
+) -> Result<StatusCode, ApiError> {
+    if !removed {
+        return Err(missing);
+    }
+    state
+        .audit(caller, action, target, serde_json::json!({}))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Reads a request body of at most `limit` bytes; larger bodies are refused with
 /// 413 and `too_large_code` before they are buffered.
 pub(crate) async fn read_body(

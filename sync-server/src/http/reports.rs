@@ -9,8 +9,8 @@
 use super::auth::{Caller, Capability};
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::openapi::{error_response, json_body, json_response, schema_ref, uuid_param};
-use super::path_uuid;
-use crate::analytics::schedule::{validate, Cadence, KINDS, PERIODS};
+use super::{audited_removal, path_uuid};
+use crate::analytics::schedule::{validate, KINDS, PERIODS};
 use crate::storage::reports::{ReportRun, ReportSchedule, ScheduleSpec};
 use crate::storage::{now_ms, rfc3339_ms};
 use crate::AppState;
@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 const MAX_LISTED: u32 = 200;
 
@@ -74,21 +75,50 @@ impl ScheduleBody {
     }
 }
 
-/// Checks the spec and the caller's right to the report; answers its cadence.
-fn admit(caller: &Caller, spec: &ScheduleSpec) -> Result<Cadence, ApiError> {
+/// A create or replace request that may be stored: its spec, the time it
+/// was checked, and its first run from then.
+struct Admitted {
+    spec: ScheduleSpec,
+    now: i64,
+    next: i64,
+}
+
+/// Reads the body, checks the spec and the caller's right to the report, and
+/// finds the first run.
+fn admitted(
+    caller: &Caller,
+    body: Result<ApiJson<ScheduleBody>, ApiError>,
+) -> Result<Admitted, ApiError> {
     caller.require(Capability::ReadFleet)?;
-    let cadence = validate(spec).map_err(|e| ApiError::bad_request(e.code, e.message))?;
+    let ApiJson(body) = body?;
+    let spec = body.spec();
+    let cadence = validate(&spec).map_err(|e| ApiError::bad_request(e.code, e.message))?;
     if spec.kind == "costs" {
         caller.require(Capability::ViewCosts)?;
         caller.require_feature("cost_tracking")?;
     }
-    Ok(cadence)
+    let now = now_ms();
+    let next = cadence
+        .next_after(now)
+        .ok_or_else(|| ApiError::bad_request("bad_cadence", "this cadence never runs"))?;
+    Ok(Admitted { spec, now, next })
 }
 
-fn first_run(cadence: &Cadence, now: i64) -> Result<i64, ApiError> {
-    cadence
-        .next_after(now)
-        .ok_or_else(|| ApiError::bad_request("bad_cadence", "this cadence never runs"))
+async fn audit_saved(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    id: Uuid,
+    spec: &ScheduleSpec,
+) -> Result<(), ApiError> {
+    state
+        .audit(
+            caller,
+            action,
+            format!("report_schedule:{id}"),
+            json!({ "kind": spec.kind, "recipients": spec.recipients }),
+        )
+        .await
 }
 
 fn schedule_json(s: &ReportSchedule) -> Value {
@@ -125,12 +155,7 @@ pub async fn create_schedule(
     caller: Caller,
     body: Result<ApiJson<ScheduleBody>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Capability::ReadFleet)?;
-    let ApiJson(body) = body?;
-    let spec = body.spec();
-    let cadence = admit(&caller, &spec)?;
-    let now = now_ms();
-    let next = first_run(&cadence, now)?;
+    let Admitted { spec, now, next } = admitted(&caller, body)?;
     let s = state
         .storage
         .create_report_schedule(
@@ -142,14 +167,7 @@ pub async fn create_schedule(
             now,
         )
         .await?;
-    state
-        .audit(
-            &caller,
-            "report_schedule.create",
-            format!("report_schedule:{}", s.id),
-            json!({ "kind": spec.kind, "recipients": spec.recipients }),
-        )
-        .await?;
+    audit_saved(&state, &caller, "report_schedule.create", s.id, &spec).await?;
     Ok((StatusCode::CREATED, Json(schedule_json(&s))))
 }
 
@@ -176,24 +194,13 @@ pub async fn update_schedule(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Capability::ReadFleet)?;
     let id = path_uuid(id)?;
-    let ApiJson(body) = body?;
-    let spec = body.spec();
-    let cadence = admit(&caller, &spec)?;
-    let now = now_ms();
-    let next = first_run(&cadence, now)?;
+    let Admitted { spec, now, next } = admitted(&caller, body)?;
     let s = state
         .storage
         .update_report_schedule(caller.tenant, id, &spec, caller.role.as_str(), next, now)
         .await?
         .ok_or_else(not_found)?;
-    state
-        .audit(
-            &caller,
-            "report_schedule.update",
-            format!("report_schedule:{id}"),
-            json!({ "kind": spec.kind, "recipients": spec.recipients }),
-        )
-        .await?;
+    audit_saved(&state, &caller, "report_schedule.update", id, &spec).await?;
     Ok(Json(schedule_json(&s)))
 }
 
@@ -204,22 +211,19 @@ pub async fn delete_schedule(
 ) -> Result<StatusCode, ApiError> {
     caller.require(Capability::ReadFleet)?;
     let id = path_uuid(id)?;
-    if !state
+    let removed = state
         .storage
         .delete_report_schedule(caller.tenant, id)
-        .await?
-    {
-        return Err(not_found());
-    }
-    state
-        .audit(
-            &caller,
-            "report_schedule.delete",
-            format!("report_schedule:{id}"),
-            json!({}),
-        )
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    audited_removal(
+        &state,
+        &caller,
+        removed,
+        not_found(),
+        "report_schedule.delete",
+        format!("report_schedule:{id}"),
+    )
+    .await
 }
 
 pub async fn list_runs(
