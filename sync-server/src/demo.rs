@@ -61,6 +61,18 @@ pub struct DemoFile {
     pub url: String,
     pub api_key: String,
     pub tenant_id: Uuid,
+    /// The dashboard login of the demo's manager (absent in files written
+    /// before the demo had one; a re-run adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<DemoLogin>,
+}
+
+/// What the dashboard's sign-in form takes for the demo user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoLogin {
+    pub tenant: String,
+    pub email: String,
+    pub password: String,
 }
 
 /// Each vehicle is offline about this share of the time, in spells of minutes.
@@ -82,14 +94,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .storage();
     crate::sealing::install_demo(&args.data, &*storage).await?;
     let demo_path = args.data.join("demo.json");
-    let (tenant_id, api_key) = match read_demo_file(&demo_path)? {
+    let (tenant_id, api_key, password) = match read_demo_file(&demo_path)? {
         Some(f) if storage.tenant_for_api_key(&f.api_key).await? == Some(f.tenant_id) => {
-            (f.tenant_id, f.api_key)
+            let password = f.login.map(|l| l.password);
+            (f.tenant_id, f.api_key, password)
         }
         _ => {
             let t = storage.create_tenant("demo").await?;
-            (t.tenant_id, t.api_key)
+            (t.tenant_id, t.api_key, None)
         }
+    };
+    let password = password.unwrap_or_else(seed::new_login_password);
+    let login = DemoLogin {
+        tenant: tenant_id.to_string(),
+        email: seed::LOGIN_EMAIL.to_owned(),
+        password,
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -102,6 +121,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             url: url.clone(),
             api_key: api_key.clone(),
             tenant_id,
+            login: Some(login.clone()),
         },
     )?;
 
@@ -168,6 +188,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     seed::reservations(&state, &api_key, tenant_id)
         .await
         .context("seeding the demo's bookings")?;
+    seed::login(&state, tenant_id, &login.password)
+        .await
+        .context("setting the demo login's password")?;
     let outages = tokio::spawn(drive_outages(links, args.seed, args.speed, stop_rx.clone()));
     let yard_kiosk = if args.no_kiosk {
         None
@@ -194,9 +217,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         |k| format!("  yard kiosk UI:   {}", k.ui_url),
     );
     println!(
-        "\nfleet-sync demo: {} simulated vehicles{} syncing to {url}\n  dashboard:       {url}/#key={api_key}\n{kiosk_line}\n  API key, tenant: {}\n  Ctrl-C stops the demo\n",
+        "\nfleet-sync demo: {} simulated vehicles{} syncing to {url}\n  dashboard:       {url}/#tenant={tenant_id}\n  sign in as:      {} with password {}\n  or with the key: {url}/#key={api_key}\n{kiosk_line}\n  logins, tenant:  {}\n  Ctrl-C stops the demo\n",
         args.vehicles,
         if yard_kiosk.is_some() { " and a yard kiosk" } else { "" },
+        login.email,
+        login.password,
         demo_path.display()
     );
 

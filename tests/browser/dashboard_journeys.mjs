@@ -2,7 +2,8 @@
 // fleet-sync (tests/tests/dashboard_browser.rs starts it).
 //
 // node dashboard_journeys.mjs CASE.json — CASE names the server URL, the API
-// key, the journey (tour | custody | analytics | booking), where screenshots go
+// key (or for `login` the sign-in form's tenant, email and passwords), the
+// journey (tour | custody | analytics | booking | login), where screenshots go
 // and what the journey expects. Prints one JSON line and exits 0 when every
 // check held; a failed check exits 1 with the reason.
 import { chromium } from "playwright-core";
@@ -123,6 +124,45 @@ const journeys = {
     return { csv_rows: ids.length };
   },
 
+  // Sign in with the form: a wrong password is refused in words, the right one
+  // opens the dashboard and its live stream on the session cookie, a booking
+  // made and approved by session (cookie + CSRF token) succeeds, and signing
+  // out returns to the form.
+  async login(page) {
+    const form = page.locator("#loginform");
+    await form.waitFor();
+    check("the sign-in form asks for a password first", (await form.getAttribute("data-mode")) === "password", await form.getAttribute("data-mode"));
+    check("the tenant comes from the link", (await page.locator("#tenantinput").inputValue()) === c.tenant, await page.locator("#tenantinput").inputValue());
+    await page.fill("#emailinput", c.email);
+    await page.fill("#passwordinput", c.wrong_password);
+    await page.click("#loginsubmit");
+    await page.waitForFunction(() => document.getElementById("loginerr").textContent.length > 0);
+    const refused = await page.locator("#loginerr").textContent();
+    check("a wrong password is refused in words", /wrong tenant, email or password/i.test(refused), refused);
+    check("nothing opened behind the form", !(await page.evaluate(() => document.body.dataset.page)), null);
+    await snap(page, "login-refused");
+
+    await page.fill("#passwordinput", c.password);
+    await page.click("#loginsubmit");
+    await page.waitForFunction(() => document.body.dataset.page === "map" && document.getElementById("login").hidden);
+    check("the dashboard runs on the session", (await page.evaluate(() => document.body.dataset.auth)) === "session", null);
+    check("no key was kept", (await page.evaluate(() => sessionStorage.getItem("fleet-api-key"))) === null, null);
+    await page.waitForFunction(() => document.body.dataset.live === "live", null, { timeout: 15000 });
+    const session = (await page.context().cookies()).find((k) => k.name === "fleet_session");
+    check("the session cookie is HttpOnly and SameSite=Strict", session && session.httpOnly && session.sameSite === "Strict", session);
+    await snap(page, "login-map");
+
+    const booked = await journeys.booking(page);
+
+    await page.click("#logout");
+    await page.waitForFunction(() => !document.getElementById("login").hidden);
+    const bye = await page.locator("#loginerr").textContent();
+    check("signing out returns to the sign-in form", /signed out/i.test(bye) && !(await page.evaluate(() => document.body.dataset.page)), bye);
+    check("the session cookie is gone from the browser", !(await page.context().cookies()).some((k) => k.name === "fleet_session" && k.value), null);
+    await snap(page, "login-signed-out");
+    return { ...booked, old_session: session.value };
+  },
+
   // Book a vehicle, approve it, see it in the calendar and in its .ics feed.
   async booking(page) {
     await open(page, "#/reservations");
@@ -166,8 +206,12 @@ let result = {};
 try {
   const page = await browser.newPage({ viewport: c.viewport || { width: 1280, height: 800 }, acceptDownloads: true, timezoneId: "UTC" });
   page.on("pageerror", (e) => pageErrors.push(e.message));
-  await page.goto(`${c.url}/#key=${encodeURIComponent(c.key)}`);
-  await page.waitForFunction(() => document.body.dataset.page, null, { timeout: 15000 });
+  if (c.journey === "login") {
+    await page.goto(`${c.url}/#tenant=${encodeURIComponent(c.tenant)}`);
+  } else {
+    await page.goto(`${c.url}/#key=${encodeURIComponent(c.key)}`);
+    await page.waitForFunction(() => document.body.dataset.page, null, { timeout: 15000 });
+  }
   result = (await journeys[c.journey](page)) || {};
   check("no script error on any page", pageErrors.length === 0, pageErrors);
   console.log(JSON.stringify({ ok: true, checks: checks.length, screenshots: shots, ...result }));

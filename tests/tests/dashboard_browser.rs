@@ -94,6 +94,8 @@ struct Demo {
     run: Guarded,
     url: String,
     key: String,
+    /// The demo manager's dashboard login: tenant, email, password.
+    login: Value,
 }
 
 impl Demo {
@@ -115,7 +117,7 @@ impl Demo {
             .arg("--no-kiosk");
         let mut run = Guarded::spawn("fleet-sync demo", cmd, &dir.join("demo.log"))?;
         let url = format!("http://127.0.0.1:{port}");
-        let key = wait_for(
+        let (key, login) = wait_for(
             "the demo to serve",
             Duration::from_secs(60),
             Duration::from_millis(200),
@@ -128,10 +130,17 @@ impl Demo {
                     return Ok(None);
                 }
                 let f: Value = serde_json::from_slice(&std::fs::read(data.join("demo.json"))?)?;
-                Ok(f["api_key"].as_str().map(str::to_owned))
+                Ok(f["api_key"]
+                    .as_str()
+                    .map(|k| (k.to_owned(), f["login"].clone())))
             },
         )?;
-        Ok(Demo { run, url, key })
+        Ok(Demo {
+            run,
+            url,
+            key,
+            login,
+        })
     }
 
     fn get(&self, path: &str) -> Result<Value> {
@@ -226,6 +235,71 @@ fn a_booked_vehicle_is_approved_and_shows_in_the_calendar_and_its_ics_feed() -> 
     let r = demo.get(&format!("/api/v1/reservations/{id}"))?;
     assert_eq!(r["status"], "approved", "{r}");
     assert_eq!(r["start"], format!("{date}T18:00:00Z"), "{r}");
+    demo.run.kill()?;
+    Ok(())
+}
+
+#[test]
+fn a_manager_signs_in_with_a_password_approves_a_booking_and_signing_out_ends_the_session(
+) -> Result<()> {
+    if !peer_ready() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let mut demo = Demo::start(tmp.path())?;
+    let login = demo.login.clone();
+    let password = login["password"]
+        .as_str()
+        .context("the demo prints a password")?;
+    let date = civil_date(
+        (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            / 86_400
+            + 2) as i64,
+    );
+    // A tablet held upright: the form and the pages must work at this width too.
+    let verdict = journey(
+        tmp.path(),
+        "login",
+        json!({
+            "url": demo.url,
+            "tenant": login["tenant"],
+            "email": login["email"],
+            "password": password,
+            "wrong_password": format!("{password}-not"),
+            "viewport": { "width": 820, "height": 1180 },
+            "vehicle_name": "truck-02",
+            "driver": "Morgan Manager",
+            "start_local": format!("{date}T18:00"),
+            "end_local": format!("{date}T20:30"),
+        }),
+    )
+    .with_context(|| demo.run.log_tail(30))?;
+    assert_eq!(verdict["ok"], true, "{verdict}");
+
+    // The booking was made and approved by the session's user.
+    let id = verdict["reservation"]
+        .as_str()
+        .context("a reservation id")?;
+    let r = demo.get(&format!("/api/v1/reservations/{id}"))?;
+    assert_eq!(r["status"], "approved", "{r}");
+    // The signed-out session's cookie opens nothing any more.
+    let old = verdict["old_session"].as_str().context("the old cookie")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1/me", demo.url))
+            .header("cookie", format!("fleet_session={old}"))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        anyhow::Ok((status, serde_json::from_slice::<Value>(&r.bytes().await?)?))
+    })?;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "session_invalid", "{body}");
     demo.run.kill()?;
     Ok(())
 }

@@ -1,10 +1,11 @@
-// The dashboard's shell: sign-in with an API key, a hash router over the pages,
-// and one live stream shared by them.
+// The dashboard's shell: sign-in (a user's password, or an API key), a hash
+// router over the pages, and one live stream shared by them.
 //
 // Routes: #/map, #/vehicles, #/vehicles/ID, #/reservations, #/custody,
-// #/analytics, #/devices. `#key=KEY` (what `fleet-sync demo` prints) signs in.
+// #/analytics, #/devices. `#key=KEY` signs in with a key; `#tenant=NAME`
+// fills in the tenant on the sign-in form.
 
-import { api, setKey, key, setUnauthorizedHandler, Live } from "./api.js";
+import { api, setKey, key, login, logout, setUnauthorizedHandler, Live } from "./api.js";
 import * as map from "./map.js";
 import * as vehicles from "./vehicles.js";
 import * as reservations from "./reservations.js";
@@ -13,37 +14,89 @@ import * as analytics from "./analytics.js";
 import * as devices from "./devices.js";
 
 const PAGES = { map, vehicles, reservations, custody, analytics, devices };
+const TENANT = "fleet-login-tenant";
 const view = document.getElementById("view");
 const live = new Live();
 const ctx = { live, me: null, can: (cap) => !!(ctx.me && ctx.me.capabilities.includes(cap)) };
 let cleanup = null;
+const $ = (id) => document.getElementById(id);
+
+/** Which sign-in the form offers: `password` (a user) or `key`. */
+function loginMode(mode) {
+  $("loginform").dataset.mode = mode;
+  $("passwordfields").hidden = mode !== "password";
+  $("keyfields").hidden = mode !== "key";
+  $("loginswitch").textContent = mode === "password" ? "Use an API key instead" : "Sign in with a password instead";
+}
 
 function showLogin(message) {
   live.stop();
+  ctx.me = null;
   if (cleanup) { cleanup(); cleanup = null; }
   view.replaceChildren();
-  document.getElementById("login").hidden = false;
-  document.getElementById("loginerr").textContent = message || "";
-  document.getElementById("keyinput").focus();
+  delete document.body.dataset.page;
+  document.body.dataset.auth = "";
+  $("login").hidden = false;
+  $("loginerr").textContent = message || "";
+  $("passwordinput").value = "";
+  $("keyinput").value = "";
+  const tenant = $("tenantinput");
+  if (!tenant.value) tenant.value = localStorage.getItem(TENANT) || "";
+  const first = $("loginform").dataset.mode === "key" ? $("keyinput")
+    : !tenant.value ? tenant : !$("emailinput").value ? $("emailinput") : $("passwordinput");
+  first.focus();
 }
 
+// A request refused while signed in: the key was revoked or the session ended.
+// Before anyone is signed in, `enter` says what went wrong instead.
 setUnauthorizedHandler((err) => {
-  setKey(null);
-  showLogin(`That key was not accepted (${err.code}).`);
+  if (!ctx.me) return;
+  if (key()) {
+    setKey(null);
+    showLogin(`That key was not accepted (${err.code}).`);
+  } else if (err.code === "session_expired") {
+    showLogin("Your session has expired. Sign in again.");
+  } else {
+    showLogin("Your session has ended. Sign in again.");
+  }
 });
 
-async function signIn(k) {
-  setKey(k);
+/** Why a sign-in was refused, in words. */
+function refusal(e, what) {
+  if (e.code === "invalid_credentials") return "Wrong tenant, email or password.";
+  if (e.code === "rate_limited" || e.status === 429) {
+    const wait = e.retryAfter != null ? ` Wait ${e.retryAfter} s and try again.` : " Wait a minute and try again.";
+    return "Too many sign-in attempts." + wait;
+  }
+  if (e.status === 401) return `That ${what} was not accepted (${e.code}).`;
+  return e.message;
+}
+
+/** Loads who the caller is and opens the dashboard; false when nobody is signed in. */
+async function enter() {
   try {
     ctx.me = await api("/api/v1/me");
   } catch (e) {
-    if (e.status !== 401) showLogin(e.message);
-    return;
+    ctx.me = null;
+    if (key()) {
+      setKey(null);
+      showLogin(refusal(e, "key"));
+    } else {
+      showLogin(e.status === 401 ? "" : e.message);
+    }
+    return false;
   }
-  document.getElementById("login").hidden = true;
+  $("login").hidden = true;
   document.body.dataset.role = ctx.me.role || "";
+  document.body.dataset.auth = key() ? "key" : "session";
   live.start();
   route();
+  return true;
+}
+
+function signInWithKey(k) {
+  setKey(k);
+  return enter();
 }
 
 function parseRoute() {
@@ -77,29 +130,86 @@ function readHashKey() {
   const m = /(?:^#|&)key=([^&]+)/.exec(location.hash);
   if (!m) return false;
   history.replaceState(null, "", location.pathname + location.search + "#/map");
-  signIn(decodeURIComponent(m[1]));
+  signInWithKey(decodeURIComponent(m[1]));
   return true;
 }
 
-document.getElementById("loginform").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const k = document.getElementById("keyinput").value.trim();
-  if (k) signIn(k);
+/** `#tenant=…` (what `fleet-sync demo` prints) fills in the sign-in form's tenant. */
+function readHashTenant() {
+  const m = /(?:^#|&)tenant=([^&]+)/.exec(location.hash);
+  if (!m) return;
+  $("tenantinput").value = decodeURIComponent(m[1]);
+  history.replaceState(null, "", location.pathname + location.search + "#/map");
+}
+
+$("loginswitch").addEventListener("click", () => {
+  loginMode($("loginform").dataset.mode === "password" ? "key" : "password");
+  $("loginerr").textContent = "";
+  ($("loginform").dataset.mode === "key" ? $("keyinput") : $("tenantinput")).focus();
 });
 
-document.getElementById("logout").addEventListener("click", () => {
-  setKey(null);
-  ctx.me = null;
-  showLogin();
+$("loginform").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const err = $("loginerr");
+  const submit = $("loginsubmit");
+  if ($("loginform").dataset.mode === "key") {
+    const k = $("keyinput").value.trim();
+    if (!k) { err.textContent = "Paste an API key."; return; }
+    signInWithKey(k);
+    return;
+  }
+  const tenant = $("tenantinput").value.trim();
+  const email = $("emailinput").value.trim();
+  const password = $("passwordinput").value;
+  if (!tenant || !email || !password) {
+    err.textContent = "Fill in the tenant, your email and your password.";
+    return;
+  }
+  err.textContent = "";
+  submit.disabled = true;
+  try {
+    await login(tenant, email, password);
+    localStorage.setItem(TENANT, tenant);
+    $("passwordinput").value = "";
+    await enter();
+  } catch (e) {
+    err.textContent = refusal(e, "password");
+    $("passwordinput").select();
+  } finally {
+    submit.disabled = false;
+  }
 });
+
+$("logout").addEventListener("click", async () => {
+  const wasKey = !!key();
+  setKey(null);
+  if (!wasKey) {
+    try {
+      await logout();
+    } catch (e) {
+      showLogin("Signed out here, but the server said: " + e.message);
+      return;
+    }
+  }
+  showLogin(wasKey ? "" : "You are signed out.");
+});
+
+// A stream refused before it opened may mean the session ended: ask the API,
+// whose 401 brings the sign-in form back.
+live.onRefused = () => {
+  if (ctx.me) api("/api/v1/me").catch(() => {});
+};
 
 live.onStatus((s) => {
-  const el = document.getElementById("live");
+  const el = $("live");
   el.textContent = s;
   el.classList.toggle("up", s === "live");
   document.body.dataset.live = s;
 });
 
+loginMode("password");
+readHashTenant();
 if (!readHashKey()) {
-  if (key()) signIn(key()); else showLogin();
+  // A key this tab was given, or else a session cookie from an earlier sign-in.
+  enter();
 }

@@ -37,6 +37,40 @@ const PEOPLE: &[(&str, &str, Role)] = &[
     ("Morgan Manager", "morgan@demo.fleet", Role::Manager),
 ];
 
+/// The demo user who signs in to the dashboard with a password: the manager,
+/// who may approve bookings and see costs.
+pub const LOGIN_EMAIL: &str = "morgan@demo.fleet";
+
+/// A password for the demo login: 16 random letters and digits.
+pub fn new_login_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+}
+
+/// Gives the demo login (`LOGIN_EMAIL`) this password, as
+/// `fleet-sync admin user set-password` would.
+pub async fn login(state: &AppState, tenant: Uuid, password: &str) -> anyhow::Result<()> {
+    crate::http::session::check_password(password)
+        .map_err(|e| anyhow::anyhow!("the demo password: {}", e.message))?;
+    let user = state
+        .storage
+        .list_users(tenant)
+        .await?
+        .into_iter()
+        .find(|u| u.email == LOGIN_EMAIL)
+        .ok_or_else(|| anyhow::anyhow!("the demo tenant has no {LOGIN_EMAIL}"))?;
+    let cost = state.access.password_cost;
+    let password = password.to_owned();
+    let phc =
+        tokio::task::spawn_blocking(move || crate::http::session::hash_password(cost, &password))
+            .await?;
+    state
+        .storage
+        .set_password(tenant, user.user_id, &phc, now_ms())
+        .await?;
+    Ok(())
+}
+
 pub async fn seed(
     storage: &Arc<dyn Storage>,
     tenant: Uuid,
