@@ -3,7 +3,7 @@
 //!
 //!   fleet-load [--profile smoke|full|soak] [--backend sqlite|postgres]
 //!              [--devices N] [--batches N] [--subscribers N,N,…] [--soak-minutes M]
-//!              [--json FILE]
+//!              [--fanout-seconds S] [--settle-seconds S] [--json FILE]
 //!
 //! `--backend postgres` makes a fresh database (and unprivileged role) from the
 //! superuser URL in FLEET_TEST_PG_URL. The server binary is found as the tests
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 fn usage() -> &'static str {
     "usage: fleet-load [--profile smoke|full|soak] [--backend sqlite|postgres] [--devices N] \
-     [--batches N] [--subscribers N,N,...] [--soak-minutes M] [--json FILE]"
+     [--batches N] [--subscribers N,N,...] [--soak-minutes M] [--fanout-seconds S] \
+     [--settle-seconds S] [--json FILE]"
 }
 
 struct Args {
@@ -25,6 +26,8 @@ struct Args {
     batches: Option<usize>,
     subscribers: Option<Vec<usize>>,
     soak_minutes: Option<f64>,
+    fanout_seconds: Option<f64>,
+    settle_seconds: Option<f64>,
     json: Option<std::path::PathBuf>,
 }
 
@@ -36,6 +39,8 @@ fn parse_args() -> Result<Args> {
         batches: None,
         subscribers: None,
         soak_minutes: None,
+        fanout_seconds: None,
+        settle_seconds: None,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -61,6 +66,8 @@ fn parse_args() -> Result<Args> {
                 )
             }
             "--soak-minutes" => a.soak_minutes = Some(value.parse()?),
+            "--fanout-seconds" => a.fanout_seconds = Some(value.parse()?),
+            "--settle-seconds" => a.settle_seconds = Some(value.parse()?),
             "--json" => a.json = Some(value.into()),
             _ => bail!("unknown argument {flag}\n{}", usage()),
         }
@@ -109,6 +116,12 @@ async fn main() -> Result<()> {
     }
     if let Some(m) = args.soak_minutes {
         plan.soak = Duration::from_secs_f64(m * 60.0);
+    }
+    if let Some(s) = args.fanout_seconds {
+        plan.fanout_window = Duration::from_secs_f64(s);
+    }
+    if let Some(s) = args.settle_seconds {
+        plan.settle = Duration::from_secs_f64(s);
     }
     let dir = tempfile::tempdir()?;
     let report = load::run(&plan, dir.path()).await?;

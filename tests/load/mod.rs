@@ -75,6 +75,8 @@ pub struct Plan {
     /// Batches per second from all probes together.
     pub probe_rate: f64,
     pub fanout_window: Duration,
+    /// After the window, how long the probes' last positions may take to arrive.
+    pub settle: Duration,
     /// Zero for no soak.
     pub soak: Duration,
     pub soak_subscribers: usize,
@@ -111,6 +113,7 @@ impl Plan {
             probe_devices: 4,
             probe_rate: 8.0,
             fanout_window: Duration::from_secs(3),
+            settle: Duration::from_secs(10),
             soak: Duration::ZERO,
             soak_subscribers: 0,
             soak_period: Duration::from_secs(10),
@@ -145,6 +148,7 @@ impl Plan {
             probe_devices: 10,
             probe_rate: 10.0,
             fanout_window: Duration::from_secs(20),
+            settle: Duration::from_secs(10),
             soak: Duration::ZERO,
             soak_subscribers: 0,
             soak_period: Duration::from_secs(60),
@@ -163,6 +167,7 @@ impl Plan {
             probe_devices: 5,
             probe_rate: 5.0,
             fanout_window: Duration::from_secs(5),
+            settle: Duration::from_secs(10),
             soak: Duration::from_secs_f64(minutes * 60.0),
             soak_subscribers: 200,
             soak_period: Duration::from_secs(30),
@@ -659,7 +664,7 @@ async fn fanout_phase(
     }
     // Let the last deliveries arrive (bounded), then stop everyone.
     let expected = probe_batches * fan.subscribers as u64;
-    let settle = Instant::now() + Duration::from_secs(10);
+    let settle = Instant::now() + plan.settle;
     while progress.probe_events.load(Ordering::Relaxed) < expected && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
