@@ -7,6 +7,12 @@
 //! answers `N` to the SSL request, as PostgreSQL with `ssl=off` does) and one
 //! that says yes and then talks nonsense. Skipped without `FLEET_TEST_PG_URL` /
 //! `FLEET_TEST_PG_CA`; under `CI=true` they fail instead.
+//!
+//! Client certificates (`sslcert`, `sslkey`): `tests/run` issues certificates
+//! for the role `fleet_cert` from the same CA (`FLEET_TEST_PG_CLIENT_CERTS`,
+//! one per key form) and lets that role into its database only with `cert`
+//! in pg_hba.conf. Skipped without them (a cluster with no client CA, such as
+//! a development one); under `CI=true` that fails instead.
 
 use fleet_sync::storage::postgres::testing::{admin_url, empty_database};
 use fleet_sync::storage::postgres::{PgStorage, PgTarget};
@@ -15,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const CA_VAR: &str = "FLEET_TEST_PG_CA";
+const CLIENT_CERTS_VAR: &str = "FLEET_TEST_PG_CLIENT_CERTS";
 const BOUND: Duration = Duration::from_secs(20);
 
 /// The CA that signed the test cluster's certificate, or `None` (a panic under CI).
@@ -275,4 +282,115 @@ async fn a_server_that_accepts_tls_then_sends_garbage_is_a_handshake_error() {
     let url = format!("postgres://fleet:pw@127.0.0.1:{port}/fleet?sslmode=require");
     let e = connect(&url).await.unwrap_err();
     assert!(e.contains("TLS handshake with PostgreSQL failed"), "{e}");
+}
+
+/// The directory of `tests/run`'s client certificates for `fleet_cert`, or
+/// `None` (a panic under CI).
+fn client_certs() -> Option<std::path::PathBuf> {
+    match std::env::var(CLIENT_CERTS_VAR) {
+        Ok(dir) if !dir.trim().is_empty() => Some(dir.into()),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{CLIENT_CERTS_VAR} is required under CI=true (tests/run issues the client certificates)"
+            );
+            eprintln!(
+                "skipped: {CLIENT_CERTS_VAR} is not set (client certificates for the role fleet_cert)"
+            );
+            None
+        }
+    }
+}
+
+/// `fleet_cert`'s URL on the cluster of `admin`, host named `localhost`, no password.
+fn cert_role_url(admin: &str) -> String {
+    let config: tokio_postgres::Config = admin.parse().unwrap();
+    let mut cert: tokio_postgres::Config = config.clone();
+    cert.user("fleet_cert").password("").dbname("fleet_cert");
+    url_named(&cert, "localhost").replacen("fleet_cert:@", "fleet_cert@", 1)
+}
+
+#[tokio::test]
+async fn a_client_certificate_logs_in_by_cert_and_without_one_the_server_refuses() {
+    let Some(admin) = admin_url() else { return };
+    let Some(ca) = cluster_ca() else { return };
+    let Some(certs) = client_certs() else { return };
+    if !cluster_has_ssl(&admin).await {
+        return;
+    }
+    let url = cert_role_url(&admin);
+    let verified = with_params(&url, &format!("sslmode=verify-full&sslrootcert={ca}"));
+
+    // One certificate per key form: EC in PKCS#8 and SEC1, RSA in PKCS#1.
+    for (cert, key) in [
+        ("ec.crt", "ec.key"),
+        ("ec.crt", "ec-sec1.key"),
+        ("rsa.crt", "rsa.key"),
+    ] {
+        let (cert, key) = (certs.join(cert), certs.join(key));
+        let client = connect(&with_params(
+            &verified,
+            &format!("sslcert={}&sslkey={}", cert.display(), key.display()),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{} with {}: {e}", cert.display(), key.display()));
+        let row = client
+            .query_one(
+                "SELECT client_dn, current_user::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, Option<String>>(0).as_deref(),
+            Some("/CN=fleet_cert")
+        );
+        assert_eq!(row.get::<_, String>(1), "fleet_cert");
+    }
+
+    // No certificate: TLS, but the server refuses the login by name.
+    let e = connect(&verified).await.unwrap_err();
+    assert!(
+        e.contains("connection requires a valid client certificate"),
+        "{e}"
+    );
+
+    // Plain text never reaches the cert line: pg_hba.conf rejects it.
+    let e = connect(&with_params(&url, "sslmode=disable"))
+        .await
+        .unwrap_err();
+    assert!(e.contains("pg_hba.conf rejects connection"), "{e}");
+
+    // A certificate from another CA: the server ends the connection.
+    let dir = tempfile::tempdir().unwrap();
+    let other = fleet_sync::tls::self_signed(&["fleet_cert".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("other.crt"), dir.path().join("other.key"));
+    std::fs::write(&cert, other.cert_pem).unwrap();
+    std::fs::write(&key, other.key_pem).unwrap();
+    let e = connect(&with_params(
+        &verified,
+        &format!("sslcert={}&sslkey={}", cert.display(), key.display()),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("refused the client certificate") && e.contains("other.crt"),
+        "{e}"
+    );
+
+    // A key that is not the certificate's: refused before any connection.
+    let e = connect(&with_params(
+        &verified,
+        &format!(
+            "sslcert={}&sslkey={}",
+            certs.join("ec.crt").display(),
+            certs.join("rsa.key").display()
+        ),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains("is not the private key of the certificate"),
+        "{e}"
+    );
 }

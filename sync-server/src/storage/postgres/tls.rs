@@ -1,5 +1,6 @@
 //! TLS to PostgreSQL on rustls (the ring provider the rest of the server uses),
-//! with libpq's `sslmode` and `sslrootcert` read from the database URL.
+//! with libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` read from the
+//! database URL.
 //!
 //! | `sslmode`     | TLS                         | certificate checked                   |
 //! | ------------- | --------------------------- | ------------------------------------- |
@@ -11,14 +12,21 @@
 //!
 //! Without `sslmode`, a loopback host or Unix socket gets `disable` (nothing
 //! crosses a network) and any other host `prefer`, libpq's own default.
+//!
+//! `sslcert` and `sslkey` name PEM files of a client certificate (its chain,
+//! leaf first) and its unencrypted private key (PKCS#8, or RSA or EC in their
+//! own PEM forms), for a server whose pg_hba.conf asks for `cert`. Unlike
+//! libpq, nothing is read from `~/.postgresql/` unless named, and both must be
+//! named together.
 
 use crate::storage::StorageError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
 };
 use std::fmt;
 use std::future::Future;
@@ -81,6 +89,16 @@ pub struct PgTls {
     pub mode: SslMode,
     /// PEM file of the CA certificates the server's certificate must chain to.
     pub root_cert: Option<PathBuf>,
+    /// PEM files of the client certificate chain and its private key, sent
+    /// when the server asks for a certificate.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// `sslcert` and `sslkey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl PgTls {
@@ -95,6 +113,7 @@ impl PgTls {
         PgTls {
             mode,
             root_cert: None,
+            client_cert: None,
         }
     }
 
@@ -108,8 +127,9 @@ impl PgTls {
         }
     }
 
-    /// The connector for tokio-postgres and the pool; reads `root_cert` now, so
-    /// a missing or unreadable CA file is reported at start, not per connection.
+    /// The connector for tokio-postgres and the pool; reads `root_cert` and the
+    /// client certificate now, so a missing, unreadable or mismatched file is
+    /// reported at start, not per connection.
     pub fn connector(&self) -> Result<MakeRustlsConnect, StorageError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algs = provider.signature_verification_algorithms;
@@ -124,27 +144,47 @@ impl PgTls {
                 )))
             }
         };
+        let client = match (&self.client_cert, self.mode) {
+            (Some(c), mode) if mode != SslMode::Disable => Some(load_client_cert(c)?),
+            _ => None,
+        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| StorageError::Backend(format!("TLS settings: {e}")))?;
-        let config = match (verification, roots) {
-            (Verification::Full, Some(roots)) => {
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
+        let builder = match (verification, roots) {
+            (Verification::Full, Some(roots)) => builder.with_root_certificates(roots),
             (Verification::Chain, Some(roots)) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algs }))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algs })),
             _ => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly { algs }))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly { algs })),
+        };
+        let config = match (client, &self.client_cert) {
+            (Some((chain, key)), Some(paths)) => {
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    StorageError::Invalid(match e {
+                        rustls::Error::InconsistentKeys(_) => format!(
+                            "sslkey {} is not the private key of the certificate in sslcert {}",
+                            paths.key.display(),
+                            paths.cert.display()
+                        ),
+                        e => format!(
+                            "sslcert {} / sslkey {}: not a usable client certificate and key: {e}",
+                            paths.cert.display(),
+                            paths.key.display()
+                        ),
+                    })
+                })?
+            }
+            _ => builder.with_no_client_auth(),
         };
         Ok(MakeRustlsConnect {
             config: Arc::new(config),
             describe: Arc::new(Describe {
                 mode: self.mode,
                 root_cert: self.root_cert.clone(),
+                client_cert: self.client_cert.clone(),
             }),
         })
     }
@@ -164,8 +204,9 @@ pub struct PgTarget {
 }
 
 impl PgTarget {
-    /// Parses a `postgres://` URL, taking out `sslmode` and `sslrootcert` (which
-    /// tokio-postgres does not know in full) and setting the TLS defaults.
+    /// Parses a `postgres://` URL, taking out `sslmode`, `sslrootcert`, `sslcert`
+    /// and `sslkey` (which tokio-postgres does not know in full) and setting the
+    /// TLS defaults.
     pub fn parse(url: &str) -> Result<Self, StorageError> {
         let (base, query) = match url.split_once('?') {
             Some((base, query)) => (base, query),
@@ -173,20 +214,39 @@ impl PgTarget {
         };
         let mut mode = None;
         let mut root_cert = None;
+        let (mut cert, mut cert_key) = (None, None);
         let mut rest = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
                 "sslmode" => mode = Some(SslMode::parse(&percent_decode(value)?)?),
                 "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value)?)),
-                "sslcert" | "sslkey" | "sslpassword" => {
-                    return Err(StorageError::Invalid(format!(
-                        "database URL: {key}: client certificates are not supported; use a password"
-                    )))
+                "sslcert" => cert = Some(PathBuf::from(percent_decode(value)?)),
+                "sslkey" => cert_key = Some(PathBuf::from(percent_decode(value)?)),
+                "sslpassword" => {
+                    return Err(StorageError::Invalid(
+                        "database URL: sslpassword: encrypted client keys are not supported; \
+                         give sslkey an unencrypted key file readable only by this user"
+                            .into(),
+                    ))
                 }
                 _ => rest.push(pair),
             }
         }
+        let client_cert = match (cert, cert_key) {
+            (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(StorageError::Invalid(
+                "database URL: sslcert needs sslkey=<PEM file of the certificate's private key>"
+                    .into(),
+            )),
+            (None, Some(_)) => {
+                return Err(StorageError::Invalid(
+                    "database URL: sslkey needs sslcert=<PEM file of the client certificate>"
+                        .into(),
+                ))
+            }
+        };
         let remaining = if rest.is_empty() {
             base.to_owned()
         } else {
@@ -207,7 +267,11 @@ impl PgTarget {
         });
         Ok(PgTarget {
             config,
-            tls: PgTls { mode, root_cert },
+            tls: PgTls {
+                mode,
+                root_cert,
+                client_cert,
+            },
         })
     }
 
@@ -313,6 +377,42 @@ fn load_roots(path: &PathBuf) -> Result<RootCertStore, StorageError> {
     Ok(roots)
 }
 
+/// The client certificate chain and key of `c`, with errors that name the file.
+fn load_client_cert(
+    c: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), StorageError> {
+    let pem = std::fs::read(&c.cert).map_err(|e| {
+        StorageError::Invalid(format!("sslcert: cannot read {}: {e}", c.cert.display()))
+    })?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            StorageError::Invalid(format!("sslcert {}: not valid PEM: {e}", c.cert.display()))
+        })?;
+    if chain.is_empty() {
+        return Err(StorageError::Invalid(format!(
+            "sslcert {} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+            c.cert.display()
+        )));
+    }
+    let pem = std::fs::read(&c.key).map_err(|e| {
+        StorageError::Invalid(format!("sslkey: cannot read {}: {e}", c.key.display()))
+    })?;
+    if String::from_utf8_lossy(&pem).contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        return Err(StorageError::Invalid(format!(
+            "sslkey {} is encrypted; give an unencrypted key (openssl pkcs8 -nocrypt)",
+            c.key.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        StorageError::Invalid(format!(
+            "sslkey {}: no PKCS#8, RSA or EC private key in PEM form: {e}",
+            c.key.display()
+        ))
+    })?;
+    Ok((chain, key))
+}
+
 /// `require` or `prefer` without a CA: encrypted, but any certificate is taken
 /// (as libpq does); the handshake signatures are still checked.
 #[derive(Debug)]
@@ -410,6 +510,7 @@ impl ServerCertVerifier for ChainOnly {
 struct Describe {
     mode: SslMode,
     root_cert: Option<PathBuf>,
+    client_cert: Option<ClientCert>,
 }
 
 impl Describe {
@@ -449,6 +550,44 @@ impl Describe {
             ),
         };
         io::Error::new(e.kind(), message)
+    }
+
+    /// An alert from the server about our certificate, in the operator's terms.
+    /// Under TLS 1.3 the server checks the client certificate after the
+    /// client's side of the handshake is done, so the alert arrives on a read.
+    fn explain_read(&self, e: io::Error) -> io::Error {
+        let Some(c) = &self.client_cert else {
+            return e;
+        };
+        let refused = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| {
+                matches!(
+                    r,
+                    rustls::Error::AlertReceived(
+                        AlertDescription::BadCertificate
+                            | AlertDescription::UnknownCA
+                            | AlertDescription::CertificateUnknown
+                            | AlertDescription::CertificateRequired
+                            | AlertDescription::CertificateExpired
+                            | AlertDescription::CertificateRevoked
+                            | AlertDescription::UnsupportedCertificate
+                            | AlertDescription::DecryptError
+                            | AlertDescription::AccessDenied
+                    )
+                )
+            });
+        if !refused {
+            return e;
+        }
+        io::Error::new(
+            e.kind(),
+            format!(
+                "the PostgreSQL server refused the client certificate in sslcert {} (is it signed by the CA in the server's ssl_ca_file?): {e}",
+                c.cert.display()
+            ),
+        )
     }
 }
 
@@ -511,13 +650,19 @@ where
             tokio_rustls::TlsConnector::from(self.config)
                 .connect(name, stream)
                 .await
-                .map(RustlsStream)
+                .map(|stream| RustlsStream {
+                    stream,
+                    describe: self.describe.clone(),
+                })
                 .map_err(|e| self.describe.explain(&self.host, e))
         })
     }
 }
 
-pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+pub struct RustlsStream<S> {
+    stream: tokio_rustls::client::TlsStream<S>,
+    describe: Arc<Describe>,
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
     fn poll_read(
@@ -525,7 +670,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let this = &mut *self;
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.describe.explain_read(e))),
+            other => other,
+        }
     }
 }
 
@@ -535,15 +684,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -597,7 +746,100 @@ mod tests {
             "{e}"
         );
         let e = PgTarget::parse("postgres://u@h/db?sslcert=/c.pem").unwrap_err();
-        assert!(e.to_string().contains("client certificates"), "{e}");
+        assert!(e.to_string().contains("sslcert needs sslkey"), "{e}");
+        let e = PgTarget::parse("postgres://u@h/db?sslkey=/k.pem").unwrap_err();
+        assert!(e.to_string().contains("sslkey needs sslcert"), "{e}");
+        let e =
+            PgTarget::parse("postgres://u@h/db?sslcert=/c&sslkey=/k&sslpassword=x").unwrap_err();
+        assert!(e.to_string().contains("encrypted client keys"), "{e}");
+    }
+
+    #[test]
+    fn sslcert_and_sslkey_are_taken_from_the_url() {
+        let t = PgTarget::parse(
+            "postgres://u@db.example/fleet?sslmode=require&sslcert=%2Fetc%2Fc.pem&sslkey=/etc/k.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            t.tls.client_cert,
+            Some(ClientCert {
+                cert: PathBuf::from("/etc/c.pem"),
+                key: PathBuf::from("/etc/k.pem"),
+            })
+        );
+    }
+
+    /// `sslmode=require` with this certificate and key.
+    fn with_client(dir: &std::path::Path, cert_pem: &str, key_pem: &str) -> PgTls {
+        let (cert, key) = (dir.join("client.crt"), dir.join("client.key"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        PgTls {
+            mode: SslMode::Require,
+            root_cert: None,
+            client_cert: Some(ClientCert { cert, key }),
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_with_its_own_key_makes_a_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = crate::tls::self_signed(&["fleet".to_owned()]).unwrap();
+        // rcgen writes PKCS#8.
+        assert!(made.key_pem.contains("BEGIN PRIVATE KEY"));
+        assert!(with_client(dir.path(), &made.cert_pem, &made.key_pem)
+            .connector()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_missing_unreadable_or_mismatched_client_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = crate::tls::self_signed(&["a".to_owned()]).unwrap();
+        let b = crate::tls::self_signed(&["b".to_owned()]).unwrap();
+
+        let e = with_client(dir.path(), &a.cert_pem, &b.key_pem)
+            .connector()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is not the private key of the certificate in sslcert"),
+            "{e}"
+        );
+
+        let e = with_client(dir.path(), &a.key_pem, &a.key_pem)
+            .connector()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+
+        let e = with_client(dir.path(), &a.cert_pem, &a.cert_pem)
+            .connector()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no PKCS#8, RSA or EC private key"), "{e}");
+
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let e = with_client(dir.path(), &a.cert_pem, encrypted)
+            .connector()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is encrypted"), "{e}");
+
+        let mut tls = with_client(dir.path(), &a.cert_pem, &a.key_pem);
+        tls.client_cert.as_mut().unwrap().key = dir.path().join("absent.key");
+        let e = tls.connector().unwrap_err().to_string();
+        assert!(
+            e.contains("sslkey: cannot read") && e.contains("absent.key"),
+            "{e}"
+        );
+        tls.client_cert.as_mut().unwrap().cert = dir.path().join("absent.crt");
+        let e = tls.connector().unwrap_err().to_string();
+        assert!(
+            e.contains("sslcert: cannot read") && e.contains("absent.crt"),
+            "{e}"
+        );
     }
 
     #[test]
