@@ -12,9 +12,10 @@
 //!
 //! Three passes, so one does not spoil the next: the tenant admin over every
 //! operation but key revocation (which would revoke its own key mid-run), the
-//! operator's tenant endpoints and the WebSocket stream; then key revocation; then the operator over the
-//! tenant endpoints (which may lower the tenant's limits). Skipped when the
-//! Python peer is missing; under `CI=true` it fails instead.
+//! operator's tenant endpoints and the WebSocket stream; then key revocation;
+//! then the operator over the tenant endpoints (which may lower the tenant's
+//! limits). Skipped when the Python peer is missing; under `CI=true` it fails
+//! instead.
 
 use fleet_tests::process::{bin, free_port, log_tail, wait_for, Guarded};
 use serde_json::{json, Value};
