@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "mail_reports",
         sql: include_str!("../../../../migrations/server-sqlite/0012_mail_reports.sql"),
     },
+    Migration {
+        version: 14,
+        name: "availability_index",
+        sql: include_str!("../../../../migrations/server-sqlite/0014_availability_index.sql"),
+    },
 ];
 
 pub struct Pool {

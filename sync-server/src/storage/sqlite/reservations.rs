@@ -183,6 +183,25 @@ fn queue_notices(
     Ok(())
 }
 
+/// Holding reservations of one vehicle never overlap, so the one that starts
+/// last before the window's end (buffer included) is the only one that can
+/// reach into it: one probe per vehicle of the covering partial index
+/// `reservations_holding` (migration 0014), which never reads the table.
+fn availability_sql() -> String {
+    format!(
+        "SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
+         FROM assets a
+         WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.retired_at_ms IS NULL
+           AND (?3 IS NULL OR a.vehicle_group = ?3)
+           AND (?4 IS NULL OR COALESCE(a.home_yard, 'default') = ?4)
+           AND COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
+                         WHERE r.tenant_id = a.tenant_id AND r.vehicle_id = a.asset_id
+                           AND r.status IN {HOLDING_SQL} AND r.start_ms < ?6
+                         ORDER BY r.start_ms DESC LIMIT 1), ?5) <= ?5
+         ORDER BY a.name, a.asset_id LIMIT ?7"
+    )
+}
+
 fn reservable_row(r: &Row<'_>) -> rusqlite::Result<Reservable> {
     Ok(Reservable {
         id: uuid_at(r, 0)?,
@@ -443,21 +462,7 @@ impl ReservationStore for SqliteStorage {
         let q = q.clone();
         self.pool
             .read(move |c| {
-                // Holding reservations of one vehicle never overlap, so the one
-                // that starts last before the window's end is the only one that
-                // can reach into it: one index probe per vehicle.
-                let sql = format!(
-                    "SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
-                     FROM assets a
-                     WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.retired_at_ms IS NULL
-                       AND (?3 IS NULL OR a.vehicle_group = ?3)
-                       AND (?4 IS NULL OR COALESCE(a.home_yard, 'default') = ?4)
-                       AND COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
-                                     WHERE r.tenant_id = a.tenant_id AND r.vehicle_id = a.asset_id
-                                       AND r.status IN {HOLDING_SQL} AND r.start_ms < ?6
-                                     ORDER BY r.start_ms DESC LIMIT 1), ?5) <= ?5
-                     ORDER BY a.name, a.asset_id LIMIT ?7"
-                );
+                let sql = availability_sql();
                 let mut st = c.prepare_cached(&sql).map_err(backend)?;
                 let rows = st
                     .query_map(
@@ -576,5 +581,42 @@ impl crate::storage::conformance_reservations::OutboxFault for tempfile::TempDir
              BEGIN SELECT RAISE(ABORT, 'the mail outbox refuses every message'); END;",
         )
         .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_availability_probe_reads_only_the_covering_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.db");
+        drop(SqliteStorage::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let mut st = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", availability_sql()))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(
+                params![
+                    [0u8; 16].as_slice(),
+                    "vehicle",
+                    None::<String>,
+                    None::<String>,
+                    0,
+                    1,
+                    10
+                ],
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("USING COVERING INDEX reservations_holding")),
+            "{plan:#?}"
+        );
     }
 }
