@@ -9,86 +9,22 @@
 //! where they fail: `tests/run` installs both.
 
 use fleet_protocol::label::{self, LabelKind, TenantTrust};
-use fleet_sync::storage::Storage;
+use fleet_tests::api_server::ApiServer;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
-struct Server {
-    url: String,
-    storage: Arc<dyn Storage>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    dir: tempfile::TempDir,
+async fn asset(server: &ApiServer, key: &str, body: Value) -> Value {
+    let (s, v) = server
+        .json(key, reqwest::Method::POST, "/api/v1/assets", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    v
 }
 
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
-        let state = fleet_sync::AppState::new(storage.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(fleet_sync::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            url: format!("http://{addr}"),
-            storage,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            _stop: stop,
-            dir,
-        }
-    }
-
-    async fn tenant(&self) -> (Uuid, String) {
-        let t = self.storage.create_tenant("yard").await.unwrap();
-        (t.tenant_id, t.api_key)
-    }
-
-    fn req(&self, key: &str, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {key}"))
-    }
-
-    async fn json(
-        &self,
-        key: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self.req(key, method, path);
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn asset(&self, key: &str, body: Value) -> Value {
-        let (s, v) = self
-            .json(key, reqwest::Method::POST, "/api/v1/assets", Some(body))
-            .await;
-        assert_eq!(s, 201, "{v}");
-        v
-    }
-}
-
-async fn trust(server: &Server, tenant: Uuid) -> TenantTrust {
+async fn trust(server: &ApiServer, tenant: Uuid) -> TenantTrust {
     let key = fleet_sync::http::kiosk::tenant_signing_key(&*server.storage, tenant)
         .await
         .unwrap();
@@ -127,18 +63,18 @@ fn zbar(files: &[&Path]) -> Option<Vec<String>> {
 
 #[tokio::test]
 async fn an_asset_qr_code_decodes_to_a_label_the_kiosk_accepts() {
-    let server = Server::start().await;
-    let (tenant, key) = server.tenant().await;
-    let van = server
-        .asset(
-            &key,
-            json!({ "kind": "vehicle", "name": "Van 7", "vin": "WF0XXXTTGXKA12345" }),
-        )
-        .await;
+    let server = ApiServer::start_sqlite().await;
+    let (tenant, key) = server.tenant("yard").await;
+    let van = asset(
+        &server,
+        &key,
+        json!({ "kind": "vehicle", "name": "Van 7", "vin": "WF0XXXTTGXKA12345" }),
+    )
+    .await;
     let id: Uuid = van["id"].as_str().unwrap().parse().unwrap();
 
     let resp = server
-        .req(
+        .request(
             &key,
             reqwest::Method::GET,
             &format!("/api/v1/assets/{id}/qr-code?format=png"),
@@ -162,7 +98,7 @@ async fn an_asset_qr_code_decodes_to_a_label_the_kiosk_accepts() {
 
     // The same label again, not a second one.
     let svg = server
-        .req(
+        .request(
             &key,
             reqwest::Method::GET,
             &format!("/api/v1/assets/{id}/qr-code"),
@@ -176,7 +112,7 @@ async fn an_asset_qr_code_decodes_to_a_label_the_kiosk_accepts() {
     assert_eq!(labels.len(), 1);
     assert_eq!(labels[0].text, codes[0].text);
 
-    let path = server.dir.path().join("qr.png");
+    let path = server.dir().join("qr.png");
     std::fs::write(&path, &png).unwrap();
     if let Some(texts) = zbar(&[&path]) {
         assert_eq!(
@@ -199,17 +135,16 @@ async fn an_asset_qr_code_decodes_to_a_label_the_kiosk_accepts() {
 
 #[tokio::test]
 async fn a_label_sheet_prints_every_short_code_and_every_qr_scans() {
-    let server = Server::start().await;
-    let (tenant, key) = server.tenant().await;
+    let server = ApiServer::start_sqlite().await;
+    let (tenant, key) = server.tenant("yard").await;
     let mut ids = Vec::new();
     for i in 0..13 {
-        let a = server
-            .asset(&key, json!({ "kind": if i % 2 == 0 { "vehicle" } else { "trailer" }, "name": format!("Unit {i}") }))
+        let a = asset(&server, &key, json!({ "kind": if i % 2 == 0 { "vehicle" } else { "trailer" }, "name": format!("Unit {i}") }))
             .await;
         ids.push(a["id"].as_str().unwrap().to_owned());
     }
     let resp = server
-        .req(&key, reqwest::Method::POST, "/api/v1/labels/sheet")
+        .request(&key, reqwest::Method::POST, "/api/v1/labels/sheet")
         .header("content-type", "application/json")
         .body(json!({ "asset_ids": ids, "paper": "letter" }).to_string())
         .send()
@@ -218,7 +153,7 @@ async fn a_label_sheet_prints_every_short_code_and_every_qr_scans() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/pdf");
     let pdf = resp.bytes().await.unwrap();
-    let pdf_path = server.dir.path().join("sheet.pdf");
+    let pdf_path = server.dir().join("sheet.pdf");
     std::fs::write(&pdf_path, &pdf).unwrap();
 
     let labels = server.storage.list_labels(tenant).await.unwrap();
@@ -236,7 +171,7 @@ async fn a_label_sheet_prints_every_short_code_and_every_qr_scans() {
         assert!(text.contains(&l.name), "name {} on the sheet", l.name);
     }
 
-    let prefix = server.dir.path().join("page");
+    let prefix = server.dir().join("page");
     let prefix_arg = prefix.display().to_string();
     peer(
         "pdftoppm",
@@ -244,7 +179,7 @@ async fn a_label_sheet_prints_every_short_code_and_every_qr_scans() {
         "poppler-utils",
     )
     .unwrap();
-    let mut pages: Vec<_> = std::fs::read_dir(server.dir.path())
+    let mut pages: Vec<_> = std::fs::read_dir(server.dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("page"))
@@ -281,9 +216,9 @@ async fn a_label_sheet_prints_every_short_code_and_every_qr_scans() {
     assert_eq!(s, 400);
 }
 
-async fn export(server: &Server, key: &str) -> String {
+async fn export(server: &ApiServer, key: &str) -> String {
     let resp = server
-        .req(key, reqwest::Method::GET, "/api/v1/assets/export.csv")
+        .request(key, reqwest::Method::GET, "/api/v1/assets/export.csv")
         .send()
         .await
         .unwrap();
@@ -295,9 +230,9 @@ async fn export(server: &Server, key: &str) -> String {
     resp.text().await.unwrap()
 }
 
-async fn import(server: &Server, key: &str, csv: &str) -> (u16, Value) {
+async fn import(server: &ApiServer, key: &str, csv: &str) -> (u16, Value) {
     let resp = server
-        .req(key, reqwest::Method::POST, "/api/v1/assets/import")
+        .request(key, reqwest::Method::POST, "/api/v1/assets/import")
         .header("content-type", "text/csv")
         .body(csv.to_owned())
         .send()
@@ -315,17 +250,16 @@ async fn import(server: &Server, key: &str, csv: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_csv_export_imports_back_unchanged_and_a_bad_row_writes_nothing() {
-    let server = Server::start().await;
-    let (_tenant, key) = server.tenant().await;
-    server
-        .asset(&key, json!({ "name": "Van, \"the big one\"", "vin": "VIN0001", "purchase_price_cents": 4200000, "purchase_date": "2023-05-01", "odometer_km": 1234.5 }))
+    let server = ApiServer::start_sqlite().await;
+    let (_tenant, key) = server.tenant("yard").await;
+    asset(&server, &key, json!({ "name": "Van, \"the big one\"", "vin": "VIN0001", "purchase_price_cents": 4200000, "purchase_date": "2023-05-01", "odometer_km": 1234.5 }))
         .await;
-    server
-        .asset(
-            &key,
-            json!({ "kind": "equipment", "name": "Forklift", "home_yard": "north" }),
-        )
-        .await;
+    asset(
+        &server,
+        &key,
+        json!({ "kind": "equipment", "name": "Forklift", "home_yard": "north" }),
+    )
+    .await;
     let first = export(&server, &key).await;
     assert_eq!(first.lines().count(), 3, "{first}");
     assert!(first.contains("4200000"));
@@ -376,9 +310,9 @@ async fn a_csv_export_imports_back_unchanged_and_a_bad_row_writes_nothing() {
 
 #[tokio::test]
 async fn office_check_out_is_idempotent_by_key_and_shows_on_the_board() {
-    let server = Server::start().await;
-    let (_tenant, key) = server.tenant().await;
-    let van = server.asset(&key, json!({ "name": "Van 1" })).await;
+    let server = ApiServer::start_sqlite().await;
+    let (_tenant, key) = server.tenant("yard").await;
+    let van = asset(&server, &key, json!({ "name": "Van 1" })).await;
     let (s, user) = server
         .json(
             &key,
@@ -402,7 +336,7 @@ async fn office_check_out_is_idempotent_by_key_and_shows_on_the_board() {
     let body = json!({ "asset_id": van["id"], "user_id": user_id });
     let send = |k: &'static str, b: Value| {
         server
-            .req(&key, reqwest::Method::POST, "/api/v1/custody/check-out")
+            .request(&key, reqwest::Method::POST, "/api/v1/custody/check-out")
             .header("idempotency-key", k)
             .header("content-type", "application/json")
             .body(b.to_string())

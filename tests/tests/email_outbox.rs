@@ -7,8 +7,8 @@
 
 use fleet_sync::mail::{sender, MailSettings};
 use fleet_sync::storage::mail::{Attachment, NewMail};
-use fleet_sync::storage::Storage;
-use serde_json::{json, Value};
+use fleet_tests::api_server::ApiServer;
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,56 +117,20 @@ fn settings(max_attempts: u32) -> MailSettings {
     }
 }
 
-async fn tenant_with_smtp(storage: &Arc<dyn Storage>, port: u16) -> (Uuid, String) {
-    let t = storage.create_tenant("yard").await.unwrap();
-    let state = fleet_sync::AppState::new(storage.clone());
-    let (s, body) = call(
-        &state,
-        &t.api_key,
-        "PUT",
-        "/api/v1/reservation-settings",
-        Some(json!({ "smtp": { "host": "127.0.0.1", "port": port, "from": "Fleet <fleet@example.com>", "starttls": false } })),
-    )
-    .await;
+/// A tenant whose mail goes to the fake SMTP server on `port`; its id and
+/// admin key.
+async fn tenant_with_smtp(api: &ApiServer, port: u16) -> (Uuid, String) {
+    let (tenant, key) = api.tenant("yard").await;
+    let (s, body) = api
+        .json(
+            &key,
+            "PUT",
+            "/api/v1/reservation-settings",
+            Some(json!({ "smtp": { "host": "127.0.0.1", "port": port, "from": "Fleet <fleet@example.com>", "starttls": false } })),
+        )
+        .await;
     assert_eq!(s, 200, "{body}");
-    (t.tenant_id, t.api_key)
-}
-
-/// Serves the API for `state` on loopback until the test ends.
-async fn serve(state: &fleet_sync::AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fleet_sync::serve(
-        listener,
-        state.clone(),
-        std::future::pending::<()>(),
-    ));
-    url
-}
-
-async fn call(
-    state: &fleet_sync::AppState,
-    key: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = serve(state).await;
-    let mut req = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{url}{path}"))
-        .header("authorization", format!("Bearer {key}"));
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (tenant, key)
 }
 
 fn mail(i: usize) -> NewMail {
@@ -200,15 +164,15 @@ fn message_ids(received: &[String]) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn every_email_arrives_once_after_refusals_and_a_connection_dropped_mid_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
+    let api = ApiServer::start_sqlite().await;
+    let storage = api.storage.clone();
     let smtp = fake_smtp(
         vec![Conn::Refuse, Conn::Refuse, Conn::DropMidData],
         Conn::Accept,
         "250",
     )
     .await;
-    let (tenant, _) = tenant_with_smtp(&storage, smtp.port).await;
+    let (tenant, _) = tenant_with_smtp(&api, smtp.port).await;
     let mails: Vec<NewMail> = (0..3).map(mail).collect();
     let mut now = 1_800_000_000_000;
     assert_eq!(storage.enqueue_mail(tenant, &mails, now).await.unwrap(), 3);
@@ -259,10 +223,10 @@ async fn every_email_arrives_once_after_refusals_and_a_connection_dropped_mid_da
 
 #[tokio::test]
 async fn a_message_refused_every_time_is_a_dead_letter_the_api_lists_and_requeues() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
+    let api = ApiServer::start_sqlite().await;
+    let storage = api.storage.clone();
     let smtp = fake_smtp(vec![], Conn::Accept, "451").await;
-    let (tenant, key) = tenant_with_smtp(&storage, smtp.port).await;
+    let (tenant, key) = tenant_with_smtp(&api, smtp.port).await;
     let mut now = 1_800_000_000_000;
     storage.enqueue_mail(tenant, &[mail(1)], now).await.unwrap();
     let state = fleet_sync::AppState::new(storage.clone());
@@ -273,7 +237,7 @@ async fn a_message_refused_every_time_is_a_dead_letter_the_api_lists_and_requeue
         now += 600_000;
     }
     assert_eq!(dead, 1, "given up after the third attempt");
-    let (st, body) = call(&state, &key, "GET", "/api/v1/mail?state=dead", None).await;
+    let (st, body) = api.json(&key, "GET", "/api/v1/mail?state=dead", None).await;
     assert_eq!(st, 200, "{body}");
     let m = &body["messages"][0];
     assert_eq!(m["message_id"], "test.1@fleet-sync");
@@ -284,27 +248,19 @@ async fn a_message_refused_every_time_is_a_dead_letter_the_api_lists_and_requeue
         0,
         "a dead letter is not sent again by itself"
     );
-    let (st, e) = call(&state, &key, "GET", "/api/v1/mail?state=lost", None).await;
+    let (st, e) = api.json(&key, "GET", "/api/v1/mail?state=lost", None).await;
     assert_eq!((st, e["error"]["code"].as_str()), (400, Some("bad_state")));
-    let (st, _) = call(
-        &state,
-        &key,
-        "POST",
-        "/api/v1/mail/nope@fleet-sync/retry",
-        None,
-    )
-    .await;
+    let (st, _) = api
+        .json(&key, "POST", "/api/v1/mail/nope@fleet-sync/retry", None)
+        .await;
     assert_eq!(st, 404);
-    let (st, _) = call(
-        &state,
-        &key,
-        "POST",
-        "/api/v1/mail/test.1@fleet-sync/retry",
-        None,
-    )
-    .await;
+    let (st, _) = api
+        .json(&key, "POST", "/api/v1/mail/test.1@fleet-sync/retry", None)
+        .await;
     assert_eq!(st, 202);
-    let (_, body) = call(&state, &key, "GET", "/api/v1/mail?state=pending", None).await;
+    let (_, body) = api
+        .json(&key, "GET", "/api/v1/mail?state=pending", None)
+        .await;
     assert_eq!(body["messages"][0]["attempts"], 0, "{body}");
     assert!(smtp.received.lock().unwrap().is_empty());
 }
@@ -315,8 +271,9 @@ async fn two_senders_on_one_postgresql_deliver_each_email_once() {
         eprintln!("skipped: FLEET_TEST_PG_URL is not set");
         return;
     };
+    let api = ApiServer::start(storage.clone()).await;
     let smtp = fake_smtp(vec![Conn::Refuse], Conn::Accept, "250").await;
-    let (tenant, _) = tenant_with_smtp(&storage, smtp.port).await;
+    let (tenant, _) = tenant_with_smtp(&api, smtp.port).await;
     let mails: Vec<NewMail> = (0..20).map(mail).collect();
     let mut now = 1_800_000_000_000;
     storage.enqueue_mail(tenant, &mails, now).await.unwrap();

@@ -3,144 +3,16 @@
 //! repair; bad submissions are refused with their own codes and write nothing;
 //! the driver's role cannot sign a repair, and every step is audited.
 
-use ed25519_dalek::SigningKey;
-use fleet_protocol::api::EnrollResponse;
-use fleet_protocol::auth::{self, sign_request};
-use fleet_protocol::label::TenantTrust;
-use fleet_protocol::snapshot::{SignedSnapshot, Snapshot};
 use fleet_sync::storage::kiosk::BlobRecord;
-use fleet_sync::storage::Storage;
+use fleet_tests::api_server::ApiServer;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
-
-struct Server {
-    url: String,
-    storage: Arc<dyn Storage>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-struct Kiosk {
-    id: Uuid,
-    key: SigningKey,
-    enrolled: EnrollResponse,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
-        let state = fleet_sync::AppState::new(storage.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(fleet_sync::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            url: format!("http://{addr}"),
-            storage,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            _stop: stop,
-            _dir: dir,
-        }
-    }
-
-    async fn enroll(&self, tenant: Uuid) -> Kiosk {
-        let token = self
-            .storage
-            .create_enrollment_token(tenant, Duration::from_secs(600), 1)
-            .await
-            .unwrap()
-            .token;
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let public_key = auth::encode_public_key(&key.verifying_key());
-        let proof = auth::sign_b64(&key, &auth::enroll_message(&token, &public_key));
-        let body = json!({ "token": token, "public_key": public_key, "name": "yard kiosk", "proof": proof, "agent_version": null });
-        let r = self
-            .http
-            .post(format!("{}/sync/v1/enroll", self.url))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let enrolled: EnrollResponse = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        Kiosk {
-            id: enrolled.device_id,
-            key,
-            enrolled,
-        }
-    }
-
-    async fn api(
-        &self,
-        key: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    /// The kiosk's view: its signed snapshot, verified with the enrolled key.
-    async fn snapshot(&self, k: &Kiosk) -> Snapshot {
-        let path = "/sync/v1/snapshot";
-        let authz = sign_request(
-            &k.key,
-            k.id,
-            "GET",
-            path,
-            fleet_sync::storage::now_ms(),
-            b"",
-        );
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .header("authorization", authz)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let signed = SignedSnapshot::from_json(&r.bytes().await.unwrap()).unwrap();
-        let trust = TenantTrust::from_b64(
-            k.enrolled.tenant_id,
-            k.enrolled.tenant_public_key.as_deref().unwrap(),
-        )
-        .unwrap();
-        signed
-            .verify(&trust, fleet_sync::storage::now_ms())
-            .unwrap()
-    }
-}
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
-async fn signature_blob(s: &Server, tenant: Uuid, seed: u8) -> String {
+async fn signature_blob(s: &ApiServer, tenant: Uuid, seed: u8) -> String {
     let sha = format!("{seed:02x}").repeat(32);
     s.storage
         .index_blob(
@@ -162,12 +34,11 @@ async fn signature_blob(s: &Server, tenant: Uuid, seed: u8) -> String {
 async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechanic_signs_the_repair(
 ) {
     use reqwest::Method as M;
-    let s = Server::start().await;
-    let t = s.storage.create_tenant("yard").await.unwrap();
-    let (tenant, key) = (t.tenant_id, t.api_key);
-    let kiosk = s.enroll(tenant).await;
+    let s = ApiServer::start_sqlite().await;
+    let (tenant, key) = s.tenant("yard").await;
+    let kiosk = s.enroll_over_http(tenant, "yard kiosk").await;
     let (st, van) = s
-        .api(
+        .json(
             &key,
             M::POST,
             "/api/v1/labels",
@@ -177,7 +48,7 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
     assert_eq!(st, 201, "{van}");
     let van_id = van["id"].as_str().unwrap().to_owned();
     let (st, form) = s
-        .api(
+        .json(
             &key,
             M::POST,
             "/api/v1/inspections/forms",
@@ -212,11 +83,11 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
         (bad_severity, "bad_json"),
     ] {
         let (st, v) = s
-            .api(&key, M::POST, "/api/v1/inspections", Some(body))
+            .json(&key, M::POST, "/api/v1/inspections", Some(body))
             .await;
         assert_eq!((st, code(&v)), (400, want), "{v}");
     }
-    let (_, list) = s.api(&key, M::GET, "/api/v1/inspections", None).await;
+    let (_, list) = s.json(&key, M::GET, "/api/v1/inspections", None).await;
     assert_eq!(
         list["inspections"],
         json!([]),
@@ -226,11 +97,11 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
 
     // The report: stored once, and the kiosk's next snapshot refuses the van.
     let (st, stored) = s
-        .api(&key, M::POST, "/api/v1/inspections", Some(good.clone()))
+        .json(&key, M::POST, "/api/v1/inspections", Some(good.clone()))
         .await;
     assert_eq!(st, 201, "{stored}");
     let (st, again) = s
-        .api(&key, M::POST, "/api/v1/inspections", Some(good.clone()))
+        .json(&key, M::POST, "/api/v1/inspections", Some(good.clone()))
         .await;
     assert_eq!(st, 200, "a resend answers the stored inspection");
     assert_eq!(again["id"], stored["id"]);
@@ -245,7 +116,7 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
     let defect = stored["defects"][0]["id"].as_str().unwrap().to_owned();
     let repair_path = format!("/api/v1/inspections/defects/{defect}/repair");
     let (_, driver) = s
-        .api(
+        .json(
             &key,
             M::POST,
             "/api/v1/keys",
@@ -257,11 +128,11 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
     let repair =
         json!({"mechanic": "Mo", "note": "pads replaced", "signature_sha256": mechanic_sig});
     let (st, v) = s
-        .api(&driver_key, M::POST, &repair_path, Some(repair.clone()))
+        .json(&driver_key, M::POST, &repair_path, Some(repair.clone()))
         .await;
     assert_eq!(st, 403, "{v}");
     let (st, v) = s
-        .api(
+        .json(
             &key,
             M::POST,
             &repair_path,
@@ -274,11 +145,11 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
         "still blocked"
     );
     let (st, fixed) = s
-        .api(&key, M::POST, &repair_path, Some(repair.clone()))
+        .json(&key, M::POST, &repair_path, Some(repair.clone()))
         .await;
     assert_eq!(st, 200, "{fixed}");
     assert_eq!(fixed["repair"]["mechanic"], "Mo");
-    let (st, v) = s.api(&key, M::POST, &repair_path, Some(repair)).await;
+    let (st, v) = s.json(&key, M::POST, &repair_path, Some(repair)).await;
     assert_eq!((st, code(&v)), (409, "already_repaired"), "{v}");
     assert!(
         !s.snapshot(&kiosk).await.assets[0].unsafe_defect,
@@ -286,10 +157,10 @@ async fn an_unsafe_defect_flags_the_vehicle_in_the_kiosk_snapshot_until_a_mechan
     );
 
     let (_, open) = s
-        .api(&key, M::GET, "/api/v1/inspections/defects", None)
+        .json(&key, M::GET, "/api/v1/inspections/defects", None)
         .await;
     assert_eq!(open["defects"], json!([]));
-    let (_, audit) = s.api(&key, M::GET, "/api/v1/audit", None).await;
+    let (_, audit) = s.json(&key, M::GET, "/api/v1/audit", None).await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .map(|a| a.iter().filter_map(|e| e["action"].as_str()).collect())

@@ -6,178 +6,70 @@
 
 use automerge::sync::{self, SyncDoc};
 use automerge::AutoCommit;
-use ed25519_dalek::SigningKey;
-use fleet_protocol::api::EnrollResponse;
-use fleet_protocol::auth::{self, body_digest, sign_request};
+use fleet_protocol::auth::{body_digest, sign_request};
 use fleet_protocol::custody::{custody_doc_id, CustodyAction, CustodyOp};
-use fleet_protocol::label::{self, LabelError, LabelKind, TenantTrust};
+use fleet_protocol::label::{self, LabelError, LabelKind};
 use fleet_protocol::snapshot::SignedSnapshot;
-use fleet_sync::storage::Storage;
+use fleet_tests::api_server::{ApiServer, EnrolledDevice};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 const BLOB_CAP: usize = 256 << 10;
 
-struct Server {
-    url: String,
-    addr: std::net::SocketAddr,
-    storage: Arc<dyn Storage>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+async fn start() -> ApiServer {
+    ApiServer::start_sqlite_with(|dir| fleet_sync::Settings {
+        blob_dir: Some(dir.join("blobs")),
+        max_blob_bytes: BLOB_CAP,
+        ..fleet_sync::Settings::default()
+    })
+    .await
 }
 
-struct Device {
-    id: Uuid,
-    tenant: Uuid,
-    key: SigningKey,
-    enrolled: EnrollResponse,
+/// A signed device request; blob uploads sign an empty body.
+async fn device(
+    s: &ApiServer,
+    d: &EnrolledDevice,
+    method: reqwest::Method,
+    path_and_query: &str,
+    body: Vec<u8>,
+    sign_body: bool,
+) -> reqwest::Response {
+    let signed: &[u8] = if sign_body { &body } else { b"" };
+    let authz = sign_request(
+        &d.key,
+        d.id,
+        method.as_str(),
+        path_and_query,
+        fleet_sync::storage::now_ms(),
+        signed,
+    );
+    let mut req = s
+        .http
+        .request(method, format!("{}{path_and_query}", s.url))
+        .header("authorization", authz);
+    if !body.is_empty() {
+        req = req
+            .header("content-type", "application/octet-stream")
+            .body(body);
+    }
+    req.send().await.unwrap()
 }
 
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = fleet_sync::open_sqlite(dir.path()).await.unwrap();
-        let state =
-            fleet_sync::AppState::new(storage.clone()).with_settings(fleet_sync::Settings {
-                blob_dir: Some(dir.path().join("blobs")),
-                max_blob_bytes: BLOB_CAP,
-                ..fleet_sync::Settings::default()
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(fleet_sync::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            url: format!("http://{addr}"),
-            addr,
-            storage,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            _stop: stop,
-            _dir: dir,
-        }
-    }
-
-    /// A tenant and its admin API key.
-    async fn tenant(&self, name: &str) -> (Uuid, String) {
-        let t = self.storage.create_tenant(name).await.unwrap();
-        (t.tenant_id, t.api_key)
-    }
-
-    async fn enroll(&self, tenant: Uuid, name: &str) -> Device {
-        let token = self
-            .storage
-            .create_enrollment_token(tenant, Duration::from_secs(600), 1)
-            .await
-            .unwrap()
-            .token;
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let public_key = auth::encode_public_key(&key.verifying_key());
-        let proof = auth::sign_b64(&key, &auth::enroll_message(&token, &public_key));
-        let body = json!({ "token": token, "public_key": public_key, "name": name, "proof": proof, "agent_version": null });
-        let r = self
-            .http
-            .post(format!("{}/sync/v1/enroll", self.url))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let enrolled: EnrollResponse = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        Device {
-            id: enrolled.device_id,
-            tenant: enrolled.tenant_id,
-            key,
-            enrolled,
-        }
-    }
-
-    /// A signed device request; blob uploads sign an empty body.
-    async fn device(
-        &self,
-        d: &Device,
-        method: reqwest::Method,
-        path_and_query: &str,
-        body: Vec<u8>,
-        sign_body: bool,
-    ) -> reqwest::Response {
-        let signed: &[u8] = if sign_body { &body } else { b"" };
-        let authz = sign_request(
-            &d.key,
-            d.id,
-            method.as_str(),
-            path_and_query,
-            fleet_sync::storage::now_ms(),
-            signed,
-        );
-        let mut req = self
-            .http
-            .request(method, format!("{}{path_and_query}", self.url))
-            .header("authorization", authz);
-        if !body.is_empty() {
-            req = req
-                .header("content-type", "application/octet-stream")
-                .body(body);
-        }
-        req.send().await.unwrap()
-    }
-
-    async fn api(
-        &self,
-        key: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn snapshot(&self, d: &Device) -> SignedSnapshot {
-        let r = self
-            .device(
-                d,
-                reqwest::Method::GET,
-                "/sync/v1/snapshot?yard=north",
-                Vec::new(),
-                true,
-            )
-            .await;
-        assert_eq!(r.status(), 200);
-        SignedSnapshot::from_json(&r.bytes().await.unwrap()).unwrap()
-    }
-}
-
-fn trust_of(d: &Device) -> TenantTrust {
-    let key = d
-        .enrolled
-        .tenant_public_key
-        .as_deref()
-        .expect("the enroll response carries the tenant key");
-    TenantTrust::from_b64(d.tenant, key).unwrap()
+/// The kiosk's signed snapshot of the north yard, not yet verified.
+async fn signed_snapshot(s: &ApiServer, d: &EnrolledDevice) -> SignedSnapshot {
+    let r = device(
+        s,
+        d,
+        reqwest::Method::GET,
+        "/sync/v1/snapshot?yard=north",
+        Vec::new(),
+        true,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    SignedSnapshot::from_json(&r.bytes().await.unwrap()).unwrap()
 }
 
 fn code(v: &Value) -> &str {
@@ -187,14 +79,14 @@ fn code(v: &Value) -> &str {
 #[tokio::test]
 async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_shows_in_the_next_snapshot(
 ) {
-    let s = Server::start().await;
+    let s = start().await;
     let (tenant, api_key) = s.tenant("acme").await;
-    let kiosk = s.enroll(tenant, "kiosk-north").await;
-    let trust = trust_of(&kiosk);
+    let kiosk = s.enroll_over_http(tenant, "kiosk-north").await;
+    let trust = kiosk.trust();
     let post = reqwest::Method::POST;
 
     let (st, van) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             "/api/v1/labels",
@@ -204,7 +96,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
     assert_eq!(st, 201, "{van}");
     let van_id: Uuid = van["id"].as_str().unwrap().parse().unwrap();
     let (st, key_tag) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             "/api/v1/labels",
@@ -213,7 +105,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
         .await;
     assert_eq!(st, 201, "{key_tag}");
     let (st, badge) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             "/api/v1/labels",
@@ -238,15 +130,15 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
 
     // Another tenant's kiosk refuses these labels for that reason, not another.
     let (other, _) = s.tenant("globex").await;
-    let foreign_kiosk = s.enroll(other, "kiosk-elsewhere").await;
+    let foreign_kiosk = s.enroll_over_http(other, "kiosk-elsewhere").await;
     assert_eq!(
-        label::verify(badge["text"].as_str().unwrap(), &trust_of(&foreign_kiosk)),
+        label::verify(badge["text"].as_str().unwrap(), &foreign_kiosk.trust()),
         Err(LabelError::ForeignTenant)
     );
 
     // Bad input is refused and writes nothing.
     let (st, err) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             "/api/v1/labels",
@@ -255,7 +147,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
         .await;
     assert_eq!((st, code(&err)), (400, "bad_label"));
     let (st, err) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             "/api/v1/labels",
@@ -264,28 +156,27 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
         .await;
     assert_eq!((st, code(&err)), (409, "label_exists"));
     let (_, list) = s
-        .api(&api_key, reqwest::Method::GET, "/api/v1/labels", None)
+        .json(&api_key, reqwest::Method::GET, "/api/v1/labels", None)
         .await;
     assert_eq!(list["labels"].as_array().unwrap().len(), 3);
 
     // The tenant key endpoint agrees with the enroll response.
-    let r = s
-        .device(
-            &kiosk,
-            reqwest::Method::GET,
-            "/sync/v1/tenant-key",
-            Vec::new(),
-            true,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        reqwest::Method::GET,
+        "/sync/v1/tenant-key",
+        Vec::new(),
+        true,
+    )
+    .await;
     let tk: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(
         tk["public_key"].as_str(),
         kiosk.enrolled.tenant_public_key.as_deref()
     );
 
-    let first = s
-        .snapshot(&kiosk)
+    let first = signed_snapshot(&s, &kiosk)
         .await
         .verify(&trust, fleet_sync::storage::now_ms())
         .unwrap();
@@ -300,7 +191,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
     assert!(first.reservations.is_empty());
 
     let (st, revoked) = s
-        .api(
+        .json(
             &api_key,
             post.clone(),
             &format!("/api/v1/labels/{badge_id}/revoke"),
@@ -310,7 +201,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
     assert_eq!(st, 200, "{revoked}");
     assert!(revoked["revoked_at"].is_string());
     let (st, err) = s
-        .api(
+        .json(
             &api_key,
             post,
             &format!("/api/v1/labels/{van_id}/revoke"),
@@ -322,7 +213,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
     // The next snapshot: newer than the one held, and the badge is revoked.
     let mut next = None;
     for _ in 0..50 {
-        let offered = s.snapshot(&kiosk).await;
+        let offered = signed_snapshot(&s, &kiosk).await;
         match offered.verify_replacing(
             &trust,
             fleet_sync::storage::now_ms(),
@@ -347,7 +238,7 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
     );
     // And the older one can't be handed back.
     assert!(matches!(
-        s.snapshot(&kiosk).await.verify_replacing(
+        signed_snapshot(&s, &kiosk).await.verify_replacing(
             &trust,
             fleet_sync::storage::now_ms(),
             Some(i64::MAX)
@@ -358,7 +249,13 @@ async fn issued_labels_verify_with_the_enrolled_tenant_key_and_a_revoked_badge_s
 
 /// Sends the request head and `part` of a `len`-byte body, then drops the
 /// connection, as a kiosk losing its uplink mid-upload does.
-async fn cut_upload(s: &Server, d: &Device, path_and_query: &str, len: usize, part: &[u8]) {
+async fn cut_upload(
+    s: &ApiServer,
+    d: &EnrolledDevice,
+    path_and_query: &str,
+    len: usize,
+    part: &[u8],
+) {
     let authz = sign_request(
         &d.key,
         d.id,
@@ -378,16 +275,16 @@ async fn cut_upload(s: &Server, d: &Device, path_and_query: &str, len: usize, pa
     drop(sock);
 }
 
-async fn upload_offset(s: &Server, d: &Device, sha: &str) -> (u64, bool) {
-    let r = s
-        .device(
-            d,
-            reqwest::Method::HEAD,
-            &format!("/sync/v1/blobs/{sha}"),
-            Vec::new(),
-            false,
-        )
-        .await;
+async fn upload_offset(s: &ApiServer, d: &EnrolledDevice, sha: &str) -> (u64, bool) {
+    let r = device(
+        s,
+        d,
+        reqwest::Method::HEAD,
+        &format!("/sync/v1/blobs/{sha}"),
+        Vec::new(),
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let h = |n: &str| r.headers().get(n).unwrap().to_str().unwrap().to_owned();
     (
@@ -398,9 +295,9 @@ async fn upload_offset(s: &Server, d: &Device, sha: &str) -> (u64, bool) {
 
 #[tokio::test]
 async fn a_blob_upload_resumes_after_a_cut_and_bad_digests_and_oversize_bodies_are_refused() {
-    let s = Server::start().await;
+    let s = start().await;
     let (tenant, api_key) = s.tenant("acme").await;
-    let kiosk = s.enroll(tenant, "kiosk-north").await;
+    let kiosk = s.enroll_over_http(tenant, "kiosk-north").await;
     let photo: Vec<u8> = (0..200_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -428,27 +325,27 @@ async fn a_blob_upload_resumes_after_a_cut_and_bad_digests_and_oversize_bodies_a
     assert_eq!(have, 90_000);
 
     // Resuming anywhere else is refused and changes nothing.
-    let r = s
-        .device(
-            &kiosk,
-            put.clone(),
-            &format!("/sync/v1/blobs/{sha}?offset=10&total={total}"),
-            photo[10..].to_vec(),
-            false,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        put.clone(),
+        &format!("/sync/v1/blobs/{sha}?offset=10&total={total}"),
+        photo[10..].to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 409);
     assert_eq!(upload_offset(&s, &kiosk, &sha).await, (90_000, false));
 
-    let r = s
-        .device(
-            &kiosk,
-            put.clone(),
-            &format!("/sync/v1/blobs/{sha}?offset={have}&total={total}"),
-            photo[have as usize..].to_vec(),
-            false,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        put.clone(),
+        &format!("/sync/v1/blobs/{sha}?offset={have}&total={total}"),
+        photo[have as usize..].to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 201);
     assert_eq!(upload_offset(&s, &kiosk, &sha).await, (total as u64, true));
 
@@ -464,7 +361,7 @@ async fn a_blob_upload_resumes_after_a_cut_and_bad_digests_and_oversize_bodies_a
     // Another tenant does not see it.
     let (_, other_key) = s.tenant("globex").await;
     let (st, err) = s
-        .api(
+        .json(
             &other_key,
             reqwest::Method::GET,
             &format!("/api/v1/blobs/{sha}"),
@@ -477,15 +374,15 @@ async fn a_blob_upload_resumes_after_a_cut_and_bad_digests_and_oversize_bodies_a
     let mut forged = photo.clone();
     forged[0] ^= 1;
     let claimed = body_digest(&forged[1..]);
-    let r = s
-        .device(
-            &kiosk,
-            put.clone(),
-            &format!("/sync/v1/blobs/{claimed}?total={total}"),
-            forged,
-            false,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        put.clone(),
+        &format!("/sync/v1/blobs/{claimed}?total={total}"),
+        forged,
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 422);
     let e: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(code(&e), "blob_digest_mismatch");
@@ -494,39 +391,39 @@ async fn a_blob_upload_resumes_after_a_cut_and_bad_digests_and_oversize_bodies_a
     // Over the cap: refused before a byte is kept, declared or not.
     let big = vec![7u8; BLOB_CAP + 1];
     let big_sha = body_digest(&big);
-    let r = s
-        .device(
-            &kiosk,
-            put.clone(),
-            &format!("/sync/v1/blobs/{big_sha}?total={}", big.len()),
-            big.clone(),
-            false,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        put.clone(),
+        &format!("/sync/v1/blobs/{big_sha}?total={}", big.len()),
+        big.clone(),
+        false,
+    )
+    .await;
     assert_eq!(r.status(), 413);
-    let r = s
-        .device(
-            &kiosk,
-            put,
-            &format!("/sync/v1/blobs/{big_sha}?total=1000"),
-            big,
-            false,
-        )
-        .await;
+    let r = device(
+        &s,
+        &kiosk,
+        put,
+        &format!("/sync/v1/blobs/{big_sha}?total=1000"),
+        big,
+        false,
+    )
+    .await;
     assert!(r.status() == 413 || r.status() == 400, "{}", r.status());
     assert_eq!(upload_offset(&s, &kiosk, &big_sha).await, (0, false));
 }
 
 /// Runs automerge's sync protocol between a kiosk's document and the server
 /// until neither has anything to say.
-async fn sync_doc(s: &Server, d: &Device, doc_id: &str, doc: &mut AutoCommit) {
+async fn sync_doc(s: &ApiServer, d: &EnrolledDevice, doc_id: &str, doc: &mut AutoCommit) {
     let mut state = sync::State::new();
     let path = format!("/sync/v1/docs/{}/sync", doc_id.replace('/', "%2F"));
     for _ in 0..20 {
         let msg = doc.sync().generate_sync_message(&mut state);
         let body = msg.map(sync::Message::encode).unwrap_or_default();
         let sent_something = !body.is_empty();
-        let r = s.device(d, reqwest::Method::POST, &path, body, true).await;
+        let r = device(s, d, reqwest::Method::POST, &path, body, true).await;
         assert!(r.status().is_success(), "{}", r.status());
         let reply = r.bytes().await.unwrap();
         if reply.is_empty() {
@@ -544,10 +441,10 @@ async fn sync_doc(s: &Server, d: &Device, doc_id: &str, doc: &mut AutoCommit) {
 #[tokio::test]
 async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_an_operator_resolves(
 ) {
-    let s = Server::start().await;
+    let s = start().await;
     let (tenant, api_key) = s.tenant("acme").await;
-    let north = s.enroll(tenant, "kiosk-north").await;
-    let south = s.enroll(tenant, "kiosk-south").await;
+    let north = s.enroll_over_http(tenant, "kiosk-north").await;
+    let south = s.enroll_over_http(tenant, "kiosk-south").await;
     let asset = Uuid::new_v4();
     let doc_id = custody_doc_id(asset);
     let op = |kiosk: &str, at_ms: i64| CustodyOp {
@@ -567,7 +464,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
 
     sync_doc(&s, &north, &doc_id, &mut a).await;
     let (_, none) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::GET,
             "/api/v1/custody/conflicts",
@@ -584,7 +481,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
     assert_eq!(fleet_agent::kiosk::custody::read_ops(&a).len(), 2);
 
     let (st, list) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::GET,
             "/api/v1/custody/conflicts",
@@ -606,7 +503,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
     );
 
     let (_, custody) = s
-        .api(&api_key, reqwest::Method::GET, "/api/v1/custody", None)
+        .json(&api_key, reqwest::Method::GET, "/api/v1/custody", None)
         .await;
     let held = &custody["assets"][0];
     assert_eq!(held["asset_id"].as_str().unwrap(), asset.to_string());
@@ -618,7 +515,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
     let id = c["id"].as_str().unwrap();
     let path = format!("/api/v1/custody/conflicts/{id}/resolve");
     let (st, err) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::POST,
             &path,
@@ -627,7 +524,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
         .await;
     assert_eq!((st, code(&err)), (400, "bad_note"));
     let (st, resolved) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::POST,
             &path,
@@ -640,7 +537,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
         second.badge.to_string()
     );
     let (st, err) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::POST,
             &path,
@@ -649,7 +546,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
         .await;
     assert_eq!((st, code(&err)), (409, "already_resolved"));
     let (_, open) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::GET,
             "/api/v1/custody/conflicts",
@@ -658,7 +555,7 @@ async fn two_kiosks_offline_check_outs_merged_at_the_server_raise_one_conflict_a
         .await;
     assert!(open["conflicts"].as_array().unwrap().is_empty());
     let (_, all) = s
-        .api(
+        .json(
             &api_key,
             reqwest::Method::GET,
             "/api/v1/custody/conflicts?include_resolved=true",

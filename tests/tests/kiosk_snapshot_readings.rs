@@ -16,15 +16,14 @@ use fleet_agent::kiosk::policy::{recent_meters, DEFAULT_METER_MAX_AGE_MS};
 use fleet_agent::kiosk::{BlobSink, Kiosk, KioskParts};
 use fleet_agent::store::Store;
 use fleet_hal::gpio::KioskPins;
-use fleet_protocol::api::EnrollResponse;
-use fleet_protocol::auth::{self, sign_request};
 use fleet_protocol::event::kinds;
 use fleet_protocol::label::TenantTrust;
-use fleet_protocol::snapshot::{SignedSnapshot, Snapshot};
+use fleet_protocol::snapshot::Snapshot;
 use fleet_protocol::{
     Batch, BatchHeader, BootId, Event, EventData, EventTime, Hlc, Kind, Priority,
 };
-use fleet_sync::storage::{DeviceRecord, EnrollDevice, Storage};
+use fleet_sync::storage::{DeviceRecord, Storage};
+use fleet_tests::api_server::ApiServer;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,73 +32,30 @@ use uuid::Uuid;
 const SIGNATURE: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
 const MIN_MS: i64 = 60_000;
 
+/// The served API and a yard tenant, whose admin key every call uses.
 struct Server {
-    url: String,
-    storage: Arc<dyn Storage>,
-    http: reqwest::Client,
+    api: ApiServer,
     key: String,
     tenant: Uuid,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Server {
     async fn start(storage: Arc<dyn Storage>) -> Server {
-        let state = fleet_sync::AppState::new(storage.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(fleet_sync::serve(listener, state, async {
-            let _ = stopped.await;
-        }));
-        let t = storage.create_tenant("yard").await.unwrap();
-        Server {
-            url: format!("http://{addr}"),
-            storage,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            key: t.api_key,
-            tenant: t.tenant_id,
-            _stop: stop,
-        }
+        let api = ApiServer::start(storage).await;
+        let (tenant, key) = api.tenant("yard").await;
+        Server { api, key, tenant }
     }
 
     async fn api(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
+        let (status, v) = self.api.json(&self.key, method, path, Some(body)).await;
+        assert!((200..300).contains(&status), "{path}: {status} {v}");
         v
     }
 
     /// A gateway, enrolled straight into storage (its key is not needed: its
     /// events are ingested as the sync endpoint would).
     async fn gateway(&self, name: &str) -> DeviceRecord {
-        let token = self
-            .storage
-            .create_enrollment_token(self.tenant, Duration::from_secs(600), 1)
-            .await
-            .unwrap();
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        self.storage
-            .enroll_device(EnrollDevice {
-                token: token.token,
-                public_key: auth::encode_public_key(&key.verifying_key()),
-                name: Some(name.into()),
-                agent_version: None,
-                now_ms: fleet_sync::storage::now_ms(),
-            })
-            .await
-            .unwrap()
+        self.api.enroll_in_storage(self.tenant, name).await
     }
 
     /// `(kind, data, wall_ms)` events from `device`, as one batch from seq 1.
@@ -132,7 +88,8 @@ impl Server {
             events,
             rejects: vec![],
         };
-        self.storage
+        self.api
+            .storage
             .ingest_batch(device, batch, fleet_sync::storage::now_ms())
             .await
             .unwrap();
@@ -175,53 +132,9 @@ impl Server {
     /// Enrolls a kiosk over HTTP and pulls its yard's signed snapshot, verified
     /// with the key enrollment handed over.
     async fn kiosk_snapshot(&self) -> (TenantTrust, Snapshot) {
-        let token = self
-            .storage
-            .create_enrollment_token(self.tenant, Duration::from_secs(600), 1)
-            .await
-            .unwrap()
-            .token;
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let public_key = auth::encode_public_key(&key.verifying_key());
-        let proof = auth::sign_b64(&key, &auth::enroll_message(&token, &public_key));
-        let body = json!({ "token": token, "public_key": public_key, "name": "gate", "proof": proof, "agent_version": null });
-        let r = self
-            .http
-            .post(format!("{}/sync/v1/enroll", self.url))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let enrolled: EnrollResponse = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        let path = "/sync/v1/snapshot";
-        let authz = sign_request(
-            &key,
-            enrolled.device_id,
-            "GET",
-            path,
-            fleet_sync::storage::now_ms(),
-            b"",
-        );
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .header("authorization", authz)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let signed = SignedSnapshot::from_json(&r.bytes().await.unwrap()).unwrap();
-        let trust = TenantTrust::from_b64(
-            enrolled.tenant_id,
-            enrolled.tenant_public_key.as_deref().unwrap(),
-        )
-        .unwrap();
-        let snap = signed
-            .verify(&trust, fleet_sync::storage::now_ms())
-            .unwrap();
-        (trust, snap)
+        let kiosk = self.api.enroll_over_http(self.tenant, "gate").await;
+        let snap = self.api.snapshot(&kiosk).await;
+        (kiosk.trust(), snap)
     }
 }
 

@@ -5,87 +5,15 @@
 //! refused for a dispatcher and nothing is stored; on PostgreSQL, two replicas
 //! running the pass at once send one run once.
 
-use fleet_sync::storage::{EnrollDevice, Storage};
+use fleet_tests::api_server::ApiServer;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
-struct Api {
-    url: String,
-    state: fleet_sync::AppState,
-    storage: Arc<dyn Storage>,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn start(storage: Arc<dyn Storage>) -> Api {
-        let state = fleet_sync::AppState::new(storage.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(fleet_sync::serve(
-            listener,
-            state.clone(),
-            std::future::pending::<()>(),
-        ));
-        Api {
-            url,
-            state,
-            storage,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn raw(
-        &self,
-        key: &str,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Vec<u8>) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
-    }
-
-    async fn json(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let (s, b) = self.raw(key, method, path, body).await;
-        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
-    }
-
-    /// A tenant with one enrolled vehicle; its admin key.
-    async fn tenant(&self) -> (Uuid, String) {
-        let t = self.storage.create_tenant("yard").await.unwrap();
-        let token = self
-            .storage
-            .create_enrollment_token(t.tenant_id, Duration::from_secs(600), 1)
-            .await
-            .unwrap()
-            .token;
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        self.storage
-            .enroll_device(EnrollDevice {
-                token,
-                public_key: fleet_protocol::auth::encode_public_key(&key.verifying_key()),
-                name: Some("Van 7".into()),
-                agent_version: None,
-                now_ms: fleet_sync::storage::now_ms(),
-            })
-            .await
-            .unwrap();
-        (t.tenant_id, t.api_key)
-    }
+/// A tenant with one enrolled vehicle; its admin key.
+async fn tenant_with_a_vehicle(api: &ApiServer) -> (Uuid, String) {
+    let (tenant, key) = api.tenant("yard").await;
+    api.enroll_in_storage(tenant, "Van 7").await;
+    (tenant, key)
 }
 
 fn daily(kind: &str, format: &str) -> Value {
@@ -102,9 +30,8 @@ fn daily(kind: &str, format: &str) -> Value {
 
 #[tokio::test]
 async fn a_daily_schedule_fires_once_at_its_hour_with_the_real_csv_and_pdf() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(fleet_sync::open_sqlite(dir.path()).await.unwrap()).await;
-    let (tenant, key) = api.tenant().await;
+    let api = ApiServer::start_sqlite().await;
+    let (tenant, key) = tenant_with_a_vehicle(&api).await;
     let (s, csv_schedule) = api
         .json(
             &key,
@@ -209,9 +136,8 @@ async fn a_daily_schedule_fires_once_at_its_hour_with_the_real_csv_and_pdf() {
 
 #[tokio::test]
 async fn a_cost_report_is_refused_for_a_dispatcher_and_bad_schedules_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = Api::start(fleet_sync::open_sqlite(dir.path()).await.unwrap()).await;
-    let (_, admin) = api.tenant().await;
+    let api = ApiServer::start_sqlite().await;
+    let (_, admin) = tenant_with_a_vehicle(&api).await;
     let (s, k) = api
         .json(
             &admin,
@@ -301,8 +227,8 @@ async fn a_second_replica_does_not_send_a_run_again() {
         eprintln!("skipped: FLEET_TEST_PG_URL is not set");
         return;
     };
-    let api = Api::start(storage.clone()).await;
-    let (tenant, key) = api.tenant().await;
+    let api = ApiServer::start(storage.clone()).await;
+    let (tenant, key) = tenant_with_a_vehicle(&api).await;
     let (s, sched) = api
         .json(
             &key,
