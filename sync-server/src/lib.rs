@@ -12,6 +12,7 @@ pub mod http;
 pub mod labels;
 pub mod live;
 pub mod mail;
+mod pdf;
 pub mod reservations;
 pub mod rollout;
 pub mod sealing;

@@ -2,7 +2,8 @@
 //! (fixed width, so columns line up; nothing embedded), as many A4 pages as
 //! the lines need.
 
-use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str};
+use crate::pdf::{win_ansi, Pages, BOLD, REGULAR};
+use pdf_writer::{Content, Str};
 
 const PAGE_W: f32 = 595.28;
 const PAGE_H: f32 = 841.89;
@@ -13,15 +14,9 @@ const LEADING: f32 = 11.0;
 /// Courier is 0.6 em a character: what fits between the margins.
 pub const COLUMNS: usize = ((PAGE_W - 2.0 * MARGIN) / (0.6 * SIZE)) as usize;
 
-fn win_ansi(s: &str) -> Vec<u8> {
-    let mut out: Vec<u8> = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| match u32::from(c) {
-            0x20..=0x7e | 0xa0..=0xff => c as u8,
-            _ => b'?',
-        })
-        .collect();
+/// A line as WinAnsi bytes, cut to what fits between the margins.
+fn line_bytes(s: &str) -> Vec<u8> {
+    let mut out = win_ansi(s);
     out.truncate(COLUMNS);
     out
 }
@@ -30,55 +25,27 @@ fn win_ansi(s: &str) -> Vec<u8> {
 pub fn render(title: &str, lines: &[String]) -> Vec<u8> {
     let per_page = ((PAGE_H - 2.0 * MARGIN - 2.0 * TITLE_SIZE) / LEADING).floor() as usize;
     let pages = lines.len().div_ceil(per_page).max(1);
-    let catalog = Ref::new(1);
-    let tree = Ref::new(2);
-    let font = Ref::new(3);
-    let bold = Ref::new(4);
-    let page_ref = |i: usize| Ref::new(5 + 2 * i as i32);
-    let content_ref = |i: usize| Ref::new(6 + 2 * i as i32);
-    let (regular, heading) = (Name(b"F1"), Name(b"F2"));
-
-    let mut pdf = Pdf::new();
-    pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids((0..pages).map(page_ref))
-        .count(pages as i32);
-    pdf.type1_font(font)
-        .base_font(Name(b"Courier"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    pdf.type1_font(bold)
-        .base_font(Name(b"Helvetica-Bold"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    let mut doc = Pages::new(pages, (PAGE_W, PAGE_H), b"Courier");
     for p in 0..pages {
-        let mut page = pdf.page(page_ref(p));
-        page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H))
-            .parent(tree)
-            .contents(content_ref(p));
-        page.resources()
-            .fonts()
-            .pair(regular, font)
-            .pair(heading, bold);
-        page.finish();
-
         let mut c = Content::new();
         c.begin_text();
-        c.set_font(heading, TITLE_SIZE);
+        c.set_font(BOLD, TITLE_SIZE);
         c.next_line(MARGIN, PAGE_H - MARGIN - TITLE_SIZE);
         let head = format!("{title}   (page {} of {pages})", p + 1);
-        c.show(Str(&win_ansi(&head)));
+        c.show(Str(&line_bytes(&head)));
         c.end_text();
         c.begin_text();
-        c.set_font(regular, SIZE);
+        c.set_font(REGULAR, SIZE);
         c.set_leading(LEADING);
         c.next_line(MARGIN, PAGE_H - MARGIN - 3.0 * TITLE_SIZE);
         for line in lines.iter().skip(p * per_page).take(per_page) {
-            c.show(Str(&win_ansi(line)));
+            c.show(Str(&line_bytes(line)));
             c.next_line_using_leading();
         }
         c.end_text();
-        pdf.stream(content_ref(p), &c.finish());
+        doc.set_content(p, c);
     }
-    pdf.finish()
+    doc.finish()
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 
 use super::qr::{QrMatrix, QUIET_ZONE};
 use super::LabelError;
-use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str};
+use crate::pdf::{win_ansi, Pages, BOLD, REGULAR};
+use pdf_writer::{Content, Str};
 use serde::Deserialize;
 
 /// The most labels one request may print.
@@ -52,18 +53,6 @@ pub fn per_page(paper: Paper) -> usize {
     COLUMNS * (((h - 2.0 * MARGIN) / CELL_HEIGHT).floor() as usize)
 }
 
-/// Latin-1 text for a WinAnsi-encoded base font: other characters become `?`,
-/// control characters are dropped.
-fn win_ansi(s: &str) -> Vec<u8> {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .map(|c| match u32::from(c) {
-            0x20..=0x7e | 0xa0..=0xff => c as u8,
-            _ => b'?',
-        })
-        .collect()
-}
-
 /// Cuts `bytes` to what fits `width` points at `size` (Helvetica averages about
 /// half an em a character), with an ellipsis mark when cut.
 fn fit(mut bytes: Vec<u8>, width: f32, size: f32) -> Vec<u8> {
@@ -97,37 +86,8 @@ pub fn render(labels: &[SheetLabel], paper: Paper) -> Result<Vec<u8>, LabelError
     let pages = labels.len().div_ceil(per_page);
     let cell_w = (pw - 2.0 * MARGIN) / COLUMNS as f32;
 
-    let catalog = Ref::new(1);
-    let tree = Ref::new(2);
-    let font = Ref::new(3);
-    let bold = Ref::new(4);
-    let page_ref = |i: usize| Ref::new(5 + 2 * i as i32);
-    let content_ref = |i: usize| Ref::new(6 + 2 * i as i32);
-    let (regular_name, bold_name) = (Name(b"F1"), Name(b"F2"));
-
-    let mut pdf = Pdf::new();
-    pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids((0..pages).map(page_ref))
-        .count(pages as i32);
-    pdf.type1_font(font)
-        .base_font(Name(b"Helvetica"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    pdf.type1_font(bold)
-        .base_font(Name(b"Helvetica-Bold"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-
+    let mut doc = Pages::new(pages, (pw, ph), b"Helvetica");
     for p in 0..pages {
-        let mut page = pdf.page(page_ref(p));
-        page.media_box(Rect::new(0.0, 0.0, pw, ph))
-            .parent(tree)
-            .contents(content_ref(p));
-        page.resources()
-            .fonts()
-            .pair(regular_name, font)
-            .pair(bold_name, bold);
-        page.finish();
-
         let mut content = Content::new();
         let on_page = &labels[p * per_page..labels.len().min((p + 1) * per_page)];
         for (i, label) in on_page.iter().enumerate() {
@@ -152,7 +112,7 @@ pub fn render(labels: &[SheetLabel], paper: Paper) -> Result<Vec<u8>, LabelError
             let code_y = qr_top - QR_SIDE - CODE_SIZE;
             let name_y = code_y - NAME_SIZE - 4.0;
             content.begin_text();
-            content.set_font(bold_name, CODE_SIZE);
+            content.set_font(BOLD, CODE_SIZE);
             content.next_line(
                 left + (cell_w - approx_width(&code, CODE_SIZE)) / 2.0,
                 code_y,
@@ -160,7 +120,7 @@ pub fn render(labels: &[SheetLabel], paper: Paper) -> Result<Vec<u8>, LabelError
             content.show(Str(&code));
             content.end_text();
             content.begin_text();
-            content.set_font(regular_name, NAME_SIZE);
+            content.set_font(REGULAR, NAME_SIZE);
             content.next_line(
                 left + ((cell_w - approx_width(&name, NAME_SIZE)) / 2.0).max(4.0),
                 name_y,
@@ -168,9 +128,9 @@ pub fn render(labels: &[SheetLabel], paper: Paper) -> Result<Vec<u8>, LabelError
             content.show(Str(&name));
             content.end_text();
         }
-        pdf.stream(content_ref(p), &content.finish());
+        doc.set_content(p, content);
     }
-    Ok(pdf.finish())
+    Ok(doc.finish())
 }
 
 #[cfg(test)]
