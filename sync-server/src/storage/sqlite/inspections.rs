@@ -1,6 +1,7 @@
 //! [`InspectionStore`] on SQLite.
 
 use super::conn::backend;
+use super::row::{conversion, is_unique_violation, json_at, opt_uuid_at};
 use super::{blob, uuid_at, SqliteStorage};
 use crate::storage::inspections::{
     DefectRecord, DefectRepair, FormItem, InspectionForm, InspectionRecord, InspectionSource,
@@ -11,35 +12,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
-fn conversion(i: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-}
-
 fn invalid(i: usize, what: &str) -> rusqlite::Error {
     conversion(
         i,
         std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned()),
-    )
-}
-
-fn opt_uuid_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Uuid>> {
-    match r.get::<_, Option<Vec<u8>>>(i)? {
-        Some(b) => Uuid::from_slice(&b).map(Some).map_err(|e| conversion(i, e)),
-        None => Ok(None),
-    }
-}
-
-fn json_at<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> rusqlite::Result<T> {
-    let s: String = r.get(i)?;
-    serde_json::from_str(&s).map_err(|e| conversion(i, e))
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
     )
 }
 

@@ -11,6 +11,7 @@ mod kiosk;
 mod lease;
 mod mail;
 mod reservations;
+mod row;
 mod sessions;
 mod stream;
 
