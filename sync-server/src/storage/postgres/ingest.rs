@@ -83,27 +83,39 @@ struct Content {
 }
 
 impl Content {
-    fn of(e: &Event, data: String) -> Content {
-        Content {
-            kind: e.kind.as_str().to_owned(),
-            priority: i16::from(e.priority as u8),
-            boot_id: e.time.boot_id.0.to_vec(),
-            mono_ms: e.time.mono_ms as i64,
-            wall_ms: e.time.wall_ms,
-            hlc: e.time.hlc.0 as i64,
-            config_version: i64::from(e.config_version),
-            data,
-        }
+    /// Whether `e`, whose data is the JSON text `data`, is this stored event;
+    /// compared field by field, so a fresh event costs no copies.
+    fn is(&self, e: &Event, data: &str) -> bool {
+        self.kind == e.kind.as_str()
+            && self.priority == i16::from(e.priority as u8)
+            && self.boot_id == e.time.boot_id.0
+            && self.mono_ms == e.time.mono_ms as i64
+            && self.wall_ms == e.time.wall_ms
+            && self.hlc == e.time.hlc.0 as i64
+            && self.config_version == i64::from(e.config_version)
+            && self.data == data
     }
 }
 
-/// Column arrays for one `INSERT_EVENTS`.
+/// Whether two events of one batch with the same seq are the same event.
+fn same_event(a: &Event, a_data: &str, b: &Event, b_data: &str) -> bool {
+    a.kind == b.kind
+        && a.priority as u8 == b.priority as u8
+        && a.time.boot_id == b.time.boot_id
+        && a.time.mono_ms == b.time.mono_ms
+        && a.time.wall_ms == b.time.wall_ms
+        && a.time.hlc.0 == b.time.hlc.0
+        && a.config_version == b.config_version
+        && a_data == b_data
+}
+
+/// Column arrays for one `INSERT_EVENTS`, borrowing from the batch.
 #[derive(Default)]
-struct NewRows {
+struct NewRows<'a> {
     seq: Vec<i64>,
-    kind: Vec<String>,
+    kind: Vec<&'a str>,
     priority: Vec<i16>,
-    boot_id: Vec<Vec<u8>>,
+    boot_id: Vec<&'a [u8]>,
     mono_ms: Vec<i64>,
     wall_ms: Vec<i64>,
     hlc: Vec<i64>,
@@ -194,7 +206,10 @@ pub(super) async fn ingest(
         quarantined: 0,
         evicted: 0,
     };
-    let mut known = stored_content(&stored_rows);
+    let known = stored_content(&stored_rows);
+    // Seqs this batch inserts, with their event and index in `rows`: a seq
+    // sent twice in one batch is compared with its first copy.
+    let mut fresh: HashMap<u64, (&Event, usize)> = HashMap::with_capacity(batch.events.len());
     let mut rows = NewRows::default();
     // Resent seqs whose content differs from the stored event's.
     let mut conflicts: Vec<&Event> = Vec::new();
@@ -204,25 +219,32 @@ pub(super) async fn ingest(
     for e in &batch.events {
         let data = serde_json::to_string(&e.data.to_json())
             .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let content = Content::of(e, data);
-        match known.get(&e.seq) {
-            Some(stored) if *stored == content => out.duplicates += 1,
+        if let Some(stored) = known.get(&e.seq) {
+            if stored.is(e, &data) {
+                out.duplicates += 1;
+            } else {
+                conflicts.push(e);
+            }
+            continue;
+        }
+        match fresh.get(&e.seq) {
+            Some((first, i)) if same_event(first, &rows.data[*i], e, &data) => out.duplicates += 1,
             Some(_) => conflicts.push(e),
             None => {
                 let anchor = anchors.get(&e.time.boot_id).copied().flatten();
                 let (time_ms, source) = event_time(&e.time, anchor.as_ref(), now_ms);
+                fresh.insert(e.seq, (e, rows.seq.len()));
                 rows.seq.push(e.seq as i64);
-                rows.kind.push(content.kind.clone());
-                rows.priority.push(content.priority);
-                rows.boot_id.push(content.boot_id.clone());
-                rows.mono_ms.push(content.mono_ms);
-                rows.wall_ms.push(content.wall_ms);
-                rows.hlc.push(content.hlc);
-                rows.config_version.push(content.config_version);
+                rows.kind.push(e.kind.as_str());
+                rows.priority.push(i16::from(e.priority as u8));
+                rows.boot_id.push(e.time.boot_id.0.as_slice());
+                rows.mono_ms.push(e.time.mono_ms as i64);
+                rows.wall_ms.push(e.time.wall_ms);
+                rows.hlc.push(e.time.hlc.0 as i64);
+                rows.config_version.push(i64::from(e.config_version));
                 rows.time_ms.push(time_ms);
                 rows.time_source.push(source);
-                rows.data.push(content.data.clone());
-                known.insert(e.seq, content);
+                rows.data.push(data);
                 out.stored += 1;
                 folded.push((e, time_ms));
                 let span = spans.entry(e.time.boot_id).or_insert((e.seq, e.seq));
