@@ -477,6 +477,11 @@ fn by_tenant(rows: Vec<StreamRow>) -> Vec<(Uuid, Vec<StreamRow>)> {
 
 /// Follows the shared log's notices (and, as a safety net, polls it) and fans
 /// out what any replica appended.
+///
+/// Every append sends a notice, but one read of a tenant's log after its cursor
+/// covers all of them: the notices already waiting are folded into one read per
+/// tenant, so under heavy ingest the stream does not fall behind by spending a
+/// pooled connection on each notice.
 async fn follow(weak: std::sync::Weak<Inner>, mut notices: mpsc::Receiver<StreamNotice>) {
     let every = match Hub::upgrade(&weak) {
         Some(h) => h.inner.settings.catch_up_every,
@@ -485,7 +490,7 @@ async fn follow(weak: std::sync::Weak<Inner>, mut notices: mpsc::Receiver<Stream
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let notice = tokio::select! {
+        let first = tokio::select! {
             n = notices.recv() => match n {
                 Some(n) => Some(n),
                 None => return,
@@ -495,16 +500,40 @@ async fn follow(weak: std::sync::Weak<Inner>, mut notices: mpsc::Receiver<Stream
         let Some(hub) = Hub::upgrade(&weak) else {
             return;
         };
+        let mut work = NoticeWork::default();
+        work.add(first);
+        while let Ok(n) = notices.try_recv() {
+            work.add(Some(n));
+        }
+        if work.everyone {
+            let tenants: Vec<Uuid> = hub.inner.cursors.lock().await.keys().copied().collect();
+            for t in tenants {
+                work.tenants.entry(t).or_insert(None);
+            }
+        }
+        for (tenant, first_id) in work.tenants {
+            hub.catch_up(tenant, first_id).await;
+        }
+    }
+}
+
+/// The notices waiting at one moment, folded: each tenant once, with the
+/// smallest first id among its appends.
+#[derive(Default)]
+struct NoticeWork {
+    tenants: std::collections::BTreeMap<Uuid, Option<u64>>,
+    /// A reconnect or a poll: every followed tenant is read.
+    everyone: bool,
+}
+
+impl NoticeWork {
+    fn add(&mut self, notice: Option<StreamNotice>) {
         match notice {
             Some(StreamNotice::Appended { tenant, first_id }) => {
-                hub.catch_up(tenant, Some(first_id)).await;
+                let hint = self.tenants.entry(tenant).or_insert(Some(first_id));
+                *hint = Some(hint.map_or(first_id, |h| h.min(first_id)));
             }
-            Some(StreamNotice::Reconnected) | None => {
-                let tenants: Vec<Uuid> = hub.inner.cursors.lock().await.keys().copied().collect();
-                for t in tenants {
-                    hub.catch_up(t, None).await;
-                }
-            }
+            Some(StreamNotice::Reconnected) | None => self.everyone = true,
         }
     }
 }
@@ -536,6 +565,24 @@ mod tests {
             .await
             .expect("an event arrives")
             .expect("the subscription is open")
+    }
+
+    #[test]
+    fn waiting_notices_fold_into_one_read_per_tenant_from_the_smallest_first_id() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut work = NoticeWork::default();
+        for (tenant, first_id) in [(a, 7), (b, 3), (a, 5), (a, 9)] {
+            work.add(Some(StreamNotice::Appended { tenant, first_id }));
+        }
+        assert!(!work.everyone);
+        assert_eq!(work.tenants.len(), 2);
+        assert_eq!(work.tenants[&a], Some(5));
+        assert_eq!(work.tenants[&b], Some(3));
+        work.add(Some(StreamNotice::Reconnected));
+        assert!(work.everyone, "a reconnect reads every followed tenant");
+        let mut polled = NoticeWork::default();
+        polled.add(None);
+        assert!(polled.everyone, "a poll reads every followed tenant");
     }
 
     #[tokio::test]
