@@ -263,7 +263,7 @@ pub fn render(
     p.single(
         DISK_FULL,
         Gauge,
-        "1 while the file system holding the store is full (its reserved room is given up).",
+        "1 from a write the full file system refused until it has room for the store's budget again, or while critical events alone fill the budget.",
         f64::from(u8::from(s.disk_full)),
     );
     p.single(

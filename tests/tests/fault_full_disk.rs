@@ -1,5 +1,5 @@
 //! A full disk under a recording agent. The agent's data directory sits on a
-//! 12 MB tmpfs (a private mount namespace, so root only: skipped elsewhere,
+//! 16 MB tmpfs (a private mount namespace, so root only: skipped elsewhere,
 //! failing under `CI=true`). It holds a week offline: a backlog just under the
 //! 8 MB disk budget. A real `fleet-agent run` on simulated sources, with no
 //! server to sync to, records past the budget, and then the test fills the
@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use fleet_agent::store::{BootId, EventData, Kind, NewEvent, Priority, Store, StoreOptions};
 use fleet_tests::faults::small_fs::SmallFs;
 use fleet_tests::faults::{must_not_skip, Profile};
-use fleet_tests::process::{bin, free_port, run_output, wait_for, Guarded};
+use fleet_tests::process::{bin, free_port, run_output, Guarded};
 use fleet_tests::services::{AgentDir, ServerProcess};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const MB: u64 = 1 << 20;
-const FS_BYTES: u64 = 12 * MB;
+/// Room for the budget, the WAL the store lets grow (4 MB) and its 1 MB
+/// reserve: the store alone never fills the file system, the ballast does.
+const FS_BYTES: u64 = 16 * MB;
 /// The smallest budget the agent accepts.
 const BUDGET_MB: u64 = 8;
 /// The backlog stops this far short of the budget, so the live recording
@@ -111,6 +113,16 @@ fn read_store(db: &Path) -> Result<Snapshot> {
     })
 }
 
+/// The bytes the store's pages hold, as its disk budget counts them (not the
+/// file sizes: the WAL comes and goes).
+fn used_bytes(db: &Path) -> Result<u64> {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let pragma = |name: &str| -> Result<u64> {
+        Ok(c.pragma_query_value(None, name, |r| r.get::<_, i64>(0))? as u64)
+    };
+    Ok((pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?)
+}
+
 /// One scrape of the agent's `/metrics`, as name{labels} -> value.
 fn scrape(port: u16) -> Result<BTreeMap<String, f64>> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
@@ -143,6 +155,58 @@ fn metric(m: &BTreeMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(f64::NAN)
 }
 
+/// Scrapes the running agent until `done` holds for a scrape, and returns that
+/// scrape. Fails when the agent exits, or on timeout with the last scrape (or
+/// the last scrape error) and the agent's log, so a metric that never moves is
+/// told apart from a listener that never answers.
+fn wait_metrics(
+    what: &str,
+    timeout: Duration,
+    port: u16,
+    agent: &mut Guarded,
+    done: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> Result<BTreeMap<String, f64>> {
+    let deadline = Instant::now() + timeout;
+    let mut last: Result<BTreeMap<String, f64>>;
+    loop {
+        if let Some(status) = agent.exited()? {
+            bail!(
+                "the agent exited ({status}) while waiting for {what}:\n{}",
+                agent.log_tail(40)
+            );
+        }
+        last = match scrape(port) {
+            Ok(m) if done(&m) => return Ok(m),
+            Ok(m) => Ok(m),
+            // A scrape that once answered and now fails says more than the
+            // answer before it; one that never answered keeps its error.
+            Err(e) => Err(e),
+        };
+        if Instant::now() > deadline {
+            let seen = match &last {
+                Ok(m) => m
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.contains("evicted")
+                            || k.contains("disk")
+                            || k.contains("recorded")
+                            || k.contains("synced")
+                            || k.contains("store")
+                    })
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Err(e) => format!("no answer: {e:#}"),
+            };
+            bail!(
+                "timed out after {timeout:?} waiting for {what}; last scrape:\n{seen}\nagent log:\n{}",
+                agent.log_tail(20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One in ten backlog events is critical, three normal, six telemetry.
 fn backlog_priority(i: u64) -> Priority {
     match i % 10 {
@@ -169,7 +233,7 @@ async fn write_backlog(dir: &Path) -> Result<BTreeMap<u64, Priority>> {
     let mut priorities = BTreeMap::new();
     let mut i = 0u64;
     loop {
-        let used = store.stats().await?.db_bytes;
+        let used = used_bytes(&dir.join(fleet_agent::store::DB_FILE))?;
         let left = (BUDGET_MB * MB).saturating_sub(BACKLOG_SHORT_OF_BUDGET + used);
         if left == 0 {
             break;
@@ -198,8 +262,9 @@ async fn write_backlog(dir: &Path) -> Result<BTreeMap<u64, Priority>> {
 }
 
 #[test]
-#[ignore = "unfinished: the agent run inside the namespace never answers /metrics on \
-            FLEET_METRICS__LISTEN here (connection refused), so the first wait times out"]
+#[ignore = "unfinished: once the reserve is spent and the ballast takes back every byte \
+            eviction frees, eviction itself meets SQLITE_FULL, a critical event cannot be \
+            stored and the agent exits (see docs/RELIABILITY.md)"]
 fn a_full_disk_costs_low_priority_history_never_critical_events_nor_the_database() -> Result<()> {
     if let Some(why) = SmallFs::unavailable() {
         if must_not_skip() {
@@ -267,32 +332,15 @@ fn a_full_disk_costs_low_priority_history_never_critical_events_nor_the_database
             &logs.join(format!("agent-{runs}.log")),
         )
     };
-    let alive = |agent: &mut Guarded| -> Result<()> {
-        if let Some(status) = agent.exited()? {
-            bail!(
-                "the agent exited ({status}) on a full disk:\n{}",
-                agent.log_tail(40)
-            );
-        }
-        Ok(())
-    };
-
     // Past the budget: eviction by priority, the file system still has room.
     let mut agent = run_agent(&fs)?;
-    let m = wait_for(
+    let m = wait_metrics(
         "the agent to record past its disk budget",
         Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            alive(&mut agent)?;
-            let m = scrape(metrics_port)?;
-            Ok(
-                (metric(&m, "fleet_agent_events_evicted_total{priority=telemetry}") > 0.0)
-                    .then_some(m),
-            )
-        },
-    )
-    .with_context(|| agent.log_tail(30))?;
+        metrics_port,
+        &mut agent,
+        |m| metric(m, "fleet_agent_events_evicted_total{priority=telemetry}") > 0.0,
+    )?;
     ensure!(
         metric(&m, "fleet_agent_disk_full") == 0.0,
         "full before the ballast: {m:?}"
@@ -304,39 +352,32 @@ fn a_full_disk_costs_low_priority_history_never_critical_events_nor_the_database
     let mut ballast_bytes = 0;
     for fill in 0..fills {
         ballast_bytes += fs.fill(&ballast)?;
-        let m = wait_for(
-            "the store to meet a full disk and make room",
+        let m = wait_metrics(
+            &format!("the store to meet a full disk and make room (fill {fill})"),
             Duration::from_secs(20),
-            Duration::from_millis(50),
-            || {
-                alive(&mut agent)?;
-                let m = scrape(metrics_port)?;
-                Ok((metric(&m, "fleet_agent_disk_full_writes_total") > refused).then_some(m))
-            },
-        )
-        .with_context(|| format!("fill {fill}: {}", agent.log_tail(20)))?;
+            metrics_port,
+            &mut agent,
+            |m| metric(m, "fleet_agent_disk_full_writes_total") > refused,
+        )?;
         refused = metric(&m, "fleet_agent_disk_full_writes_total");
     }
     // Recording goes on: a critical event is committed after the last refusal.
     let before = scrape(metrics_port)?;
     let recorded_then = metric(&before, "fleet_agent_events_recorded_total");
     ballast_bytes += fs.fill(&ballast)?;
-    let full = wait_for(
+    let full = wait_metrics(
         "the agent to record on, on a full disk",
         Duration::from_secs(20),
-        Duration::from_millis(100),
-        || {
-            alive(&mut agent)?;
-            let m = scrape(metrics_port)?;
-            Ok(
-                (metric(&m, "fleet_agent_events_recorded_total") > recorded_then + 50.0
-                    && metric(&m, "fleet_agent_disk_full") == 1.0)
-                    .then_some(m),
-            )
+        metrics_port,
+        &mut agent,
+        |m| {
+            metric(m, "fleet_agent_events_recorded_total") > recorded_then + 50.0
+                && metric(m, "fleet_agent_disk_full") == 1.0
         },
     )?;
+    // No more room than one eviction pass made, whatever the reserve holds.
     ensure!(
-        metric(&full, "fleet_agent_disk_free_bytes") < MB as f64,
+        metric(&full, "fleet_agent_disk_free_bytes") < (3 * MB) as f64,
         "{full:?}"
     );
     ensure!(
@@ -398,16 +439,32 @@ fn a_full_disk_costs_low_priority_history_never_critical_events_nor_the_database
     server.start()?;
     let mut agent = run_agent(&fs)?;
     let target = cut.last_seq;
-    wait_for(
+    let drained = wait_metrics(
         "the backlog to be acknowledged",
         Duration::from_secs(60),
-        Duration::from_millis(100),
-        || {
-            alive(&mut agent)?;
-            let m = scrape(metrics_port)?;
-            Ok((metric(&m, "fleet_agent_events_synced_total") >= target as f64).then_some(()))
-        },
+        metrics_port,
+        &mut agent,
+        |m| metric(m, "fleet_agent_events_synced_total") >= target as f64,
     )?;
+    ensure!(
+        metric(&drained, "fleet_agent_disk_full") == 1.0,
+        "the disk is still full, yet the agent says it is not: {drained:?}"
+    );
+
+    // Space comes back: the ballast goes, and the agent says the disk is no
+    // longer full once it has room for its reserve and its whole budget.
+    std::fs::remove_file(fs.outside(&ballast)?)?;
+    let roomy = wait_metrics(
+        "the agent to see the disk is no longer full",
+        Duration::from_secs(20),
+        metrics_port,
+        &mut agent,
+        |m| metric(m, "fleet_agent_disk_full") == 0.0,
+    )?;
+    ensure!(
+        metric(&roomy, "fleet_agent_disk_free_bytes") >= MB as f64,
+        "{roomy:?}"
+    );
     agent.kill()?;
     let fin = read_store(&copy_out(&fs, &data, &tmp.path().join("fin"))?)?;
     ensure!(fin.acked_seq >= target, "the ack was not kept");

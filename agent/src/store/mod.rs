@@ -36,8 +36,13 @@
 //! delete can be written, evicts in the same order as for the budget (a tenth
 //! of the store at least, more on each retry), and writes the transaction's
 //! events again under the same seqs; acks, anchors and meta values are retried
-//! the same way. The reserve is taken back once there is room; while it is
-//! missing, `status` and `/metrics` report the disk full.
+//! the same way. Eviction goes in steps small enough for the reserve, each
+//! committed, checkpointed and vacuumed so the next has the room it freed. The
+//! reserve is taken back once there is room. From the first refused write
+//! (or a budget that only unacknowledged critical events fill) `status` and
+//! `/metrics` report the disk full, until the file system has room for the
+//! reserve and for the store to grow to its budget; the flag is kept in the
+//! database, so it outlives a power cut.
 //!
 //! # Threads
 //!
@@ -153,8 +158,9 @@ pub struct StoreStats {
     pub pruned_acked: u64,
     pub db_bytes: u64,
     pub disk_budget_bytes: u64,
-    /// The file system is full: the store had to give up its reserved room
-    /// ([`reserve`]) and has not been able to take it back.
+    /// The disk is full: the file system refused a write and has not had room
+    /// for the store's budget since, or unacknowledged critical events alone
+    /// fill the budget.
     pub disk_full: bool,
     /// Writes the file system refused for lack of room, each followed by
     /// eviction and a retry.

@@ -176,7 +176,7 @@ pub(crate) fn stats(c: &Connection, path: &Path, budget: u64) -> Result<StoreSta
             pruned_acked: o.pruned_acked,
             db_bytes: schema::file_bytes(path),
             disk_budget_bytes: budget,
-            disk_full: !reserve::held(&path.with_file_name(reserve::RESERVE_FILE)),
+            disk_full: meta_u64(c, super::writer::META_DISK_FULL)? != 0,
             disk_full_total: meta_u64(c, super::writer::META_DISK_FULL_TOTAL)?,
             disk_free_bytes: path.parent().and_then(reserve::free_bytes),
         })

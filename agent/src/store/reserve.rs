@@ -3,8 +3,7 @@
 //! back. On a file system with no room left, eviction itself would fail and the
 //! store would stay wedged. So the store holds a file of [`RESERVE_BYTES`] next to
 //! the database, gives it up when SQLite reports the disk full, evicts into the
-//! room it frees, and takes it back once there is room again. A missing reserve is
-//! also how `status` and `/metrics` know the disk is full.
+//! room it frees, and takes it back once there is room again.
 
 use super::StoreError;
 use std::io::Write;
@@ -41,6 +40,11 @@ impl Reserve {
         Reserve {
             path: db.with_file_name(RESERVE_FILE),
         }
+    }
+
+    /// Bytes still free on the file system holding the reserve and the store.
+    pub(crate) fn free_bytes(&self) -> Option<u64> {
+        free_bytes(self.path.parent()?)
     }
 
     /// Whether the whole reserve is on disk.

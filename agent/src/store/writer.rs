@@ -6,7 +6,7 @@
 use super::docs::{self, DocSave};
 use super::outbox::{self, EvictionClass};
 use super::read::{self, OutboxRow};
-use super::reserve::{is_disk_full, Reserve};
+use super::reserve::{is_disk_full, Reserve, RESERVE_BYTES};
 use super::{rows, schema, EvictionReport, NewEvent, StoreError, StoreOptions};
 use fleet_protocol::{BootId, Hlc, HlcClock, Priority, TimeAnchor};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,8 +20,20 @@ const RECV_BATCH: usize = 512;
 /// after evicting more, before its events are reported as not stored.
 const FULL_RETRIES: u32 = 3;
 
+/// Most row bytes one eviction step deletes in its transaction: its WAL frames
+/// must fit the reserve ([`RESERVE_BYTES`]) on a full disk.
+const EVICT_STEP_BYTES: u64 = 128 << 10;
+
+/// Most free pages one incremental vacuum moves, for the same reason.
+const VACUUM_STEP_PAGES: u32 = 64;
+
 /// The meta key counting the writes a full file system refused.
 pub(crate) const META_DISK_FULL_TOTAL: &str = "store.disk_full_total";
+
+/// The meta key holding whether the disk is full, as the writer last found it:
+/// `1` from a write the file system refused (or a budget taken by critical
+/// events alone) until the file system has room for the store again, else `0`.
+pub(crate) const META_DISK_FULL: &str = "store.disk_full";
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -100,6 +112,8 @@ struct Writer {
     payload: Vec<u8>,
     reserve: Reserve,
     disk_full_total: u64,
+    /// What [`META_DISK_FULL`] says, or is about to.
+    disk_full: bool,
 }
 
 impl Writer {
@@ -126,8 +140,10 @@ impl Writer {
         let committed_seq = o.last_seq.max(max_row.unwrap_or(0) as u64);
         let committed_hlc = Hlc(o.last_hlc);
         let disk_full_total = read::meta_u64(&conn, META_DISK_FULL_TOTAL)?;
+        let mut disk_full = read::meta_u64(&conn, META_DISK_FULL)? != 0;
         if !reserve.restore() {
             tracing::warn!("the disk is full: no room to reserve for eviction");
+            disk_full = true;
         }
         Ok(Self {
             conn,
@@ -145,6 +161,7 @@ impl Writer {
             payload: Vec::with_capacity(256),
             reserve,
             disk_full_total,
+            disk_full,
         })
     }
 
@@ -401,9 +418,14 @@ impl Writer {
                 for (seq, reply) in waiting {
                     let _ = reply.send(Ok(seq));
                 }
-                if let Err(e) = self.enforce_budget() {
-                    tracing::error!(error = %e, "eviction failed; the store may exceed its disk budget");
-                }
+                let over_budget = match self.enforce_budget() {
+                    Ok(report) => report.over_budget,
+                    Err(e) => {
+                        tracing::error!(error = %e, "eviction failed; the store may exceed its disk budget");
+                        false
+                    }
+                };
+                self.review_disk_full(over_budget);
                 Ok(self.committed_seq)
             }
             Err(e) => {
@@ -484,6 +506,15 @@ impl Writer {
     /// attempt, more on each retry; the count of refused writes is kept with it.
     fn make_room(&mut self, attempt: u32) -> Result<EvictionReport, StoreError> {
         self.disk_full_total += 1;
+        self.disk_full = true;
+        // The WAL may hold megabytes already committed: carried into the
+        // database and cut off, it frees that room before anything is written.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "checkpoint on a full disk failed");
+        }
         self.reserve.release();
         let used = schema::used_bytes(&self.conn)?;
         let target = outbox::full_disk_target(used, self.opts.disk_budget_bytes, attempt);
@@ -497,6 +528,53 @@ impl Writer {
             "disk full: evicted to make room"
         );
         Ok(report)
+    }
+
+    /// After a commit: the disk is full while the budget is taken by critical
+    /// events alone, and, once the file system has refused a write, until it
+    /// has room again for the reserve and for the store to grow to its budget.
+    /// A change is written down so that `status` sees it after a restart too.
+    fn review_disk_full(&mut self, over_budget: bool) {
+        let full = over_budget || (self.disk_full && !self.room_is_back());
+        if full == self.disk_full {
+            return;
+        }
+        let result = self.op_transaction(&mut |w: &mut Self| {
+            w.conn
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                .execute(params![META_DISK_FULL, disk_full_value(full)])?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                self.disk_full = full;
+                if full {
+                    tracing::warn!("the disk budget is taken by unacknowledged critical events: the disk is full");
+                } else {
+                    tracing::warn!("the disk has room again");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot record whether the disk is full"),
+        }
+    }
+
+    /// Whether the file system holding the store has room again: the reserve is
+    /// back and what is left would take the store up to its budget.
+    fn room_is_back(&self) -> bool {
+        let Ok(used) = schema::used_bytes(&self.conn) else {
+            return false;
+        };
+        let mut wanted = self
+            .opts
+            .disk_budget_bytes
+            .saturating_sub(used)
+            .max(RESERVE_BYTES);
+        if !self.reserve.held() {
+            wanted += RESERVE_BYTES;
+        }
+        // Checked first, so a full disk is not written to on every commit.
+        let room = self.reserve.free_bytes().is_some_and(|free| free >= wanted);
+        room && self.reserve.restore()
     }
 
     fn try_commit(&mut self) -> Result<(), StoreError> {
@@ -529,6 +607,10 @@ impl Writer {
             // Deleting needs room too: with the reserve given up it has some.
             Err(e) if is_disk_full(&e) => {
                 self.disk_full_total += 1;
+                self.disk_full = true;
+                let _ = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                 self.reserve.release();
                 let report = self.evict_to(target)?;
                 self.reserve.restore();
@@ -561,9 +643,11 @@ impl Writer {
     }
 
     /// Deletes events in [`outbox::EVICTION_ORDER`] until the pages in use fit
-    /// `target` (or only unacknowledged critical events are left), keeping the
-    /// count of refused writes in the same transaction; then gives the freed
-    /// pages back to the file system.
+    /// `target` (or only unacknowledged critical events are left), and gives the
+    /// freed pages back to the file system. It goes in small steps, each a
+    /// transaction of its own followed by a checkpoint and an incremental
+    /// vacuum: on a full disk every write must fit the room the reserve left,
+    /// and each step hands the next one what it freed.
     fn evict_to(&mut self, target: u64) -> Result<EvictionReport, StoreError> {
         let before = schema::used_bytes(&self.conn)?;
         let mut report = EvictionReport {
@@ -571,61 +655,74 @@ impl Writer {
             used_bytes_after: before,
             ..Default::default()
         };
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let evicted = self
-            .evict_until(target, before, &mut report)
-            .and_then(|()| {
-                self.conn
-                    .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
-                    .execute(params![
-                        META_DISK_FULL_TOTAL,
-                        self.disk_full_total.to_string().into_bytes()
-                    ])?;
-                Ok(())
-            });
-        match evicted.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
-            Ok(()) => {}
-            Err(e) => {
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                return Err(e);
-            }
-        }
-        // Moves the free pages to the end of the file and truncates it; the
-        // checkpoint carries that into the main file and resets the WAL.
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        report.used_bytes_after = schema::used_bytes(&self.conn)?;
-        report.over_budget = report.used_bytes_after > self.opts.disk_budget_bytes;
-        Ok(report)
-    }
-
-    fn evict_until(
-        &mut self,
-        target: u64,
-        mut used: u64,
-        report: &mut EvictionReport,
-    ) -> Result<(), StoreError> {
+        let (total, full) = (self.disk_full_total, self.disk_full);
+        self.op_transaction(&mut |w: &mut Self| {
+            w.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2), (?3, ?4)",
+                )?
+                .execute(params![
+                    META_DISK_FULL_TOTAL,
+                    total.to_string().into_bytes(),
+                    META_DISK_FULL,
+                    disk_full_value(full)
+                ])?;
+            Ok(())
+        })?;
         let o: OutboxRow = read::outbox_row(&self.conn)?;
         let rows_estimate = o
             .last_seq
             .saturating_sub(o.pruned_acked + o.evicted_telemetry + o.evicted_normal)
             .max(1);
-        let avg_row = (used / rows_estimate).max(1);
+        let avg_row = (before / rows_estimate).max(1);
+        let step_rows = (EVICT_STEP_BYTES / avg_row).max(16) as usize;
+        let mut used = before;
         for class in outbox::EVICTION_ORDER {
             let mut cursor = 0u64;
             while used > target {
-                let n = outbox::eviction_step(used - target, avg_row);
+                let n = outbox::eviction_step(used - target, avg_row).min(step_rows);
                 let seqs = self.select_victims(class, o.acked_seq, cursor, n)?;
                 let Some(&last) = seqs.last() else { break };
                 cursor = last;
-                self.delete_events(class, &seqs, report)?;
+                self.op_transaction(&mut |w: &mut Self| w.delete_events(class, &seqs))?;
+                report.count(class, seqs.len() as u64);
+                self.give_back_pages()?;
                 used = schema::used_bytes(&self.conn)?;
             }
         }
-        Ok(())
+        self.give_back_pages()?;
+        report.used_bytes_after = schema::used_bytes(&self.conn)?;
+        report.over_budget = report.used_bytes_after > self.opts.disk_budget_bytes;
+        Ok(report)
+    }
+
+    /// Hands free pages back to the file system: a checkpoint empties the WAL,
+    /// then incremental vacuums move free pages to the end of the file and cut
+    /// them off, a few at a time so each fits the room there is.
+    fn give_back_pages(&self) -> Result<(), StoreError> {
+        let checkpoint = || {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        };
+        checkpoint()?;
+        loop {
+            let free: i64 = self
+                .conn
+                .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+            if free == 0 {
+                return Ok(());
+            }
+            self.conn
+                .execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})"))?;
+            checkpoint()?;
+            let left: i64 = self
+                .conn
+                .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+            if left >= free {
+                // Nothing moved (a reader holds the WAL): try again next time.
+                return Ok(());
+            }
+        }
     }
 
     fn select_victims(
@@ -660,38 +757,23 @@ impl Writer {
         Ok(seqs.into_iter().map(|s| s as u64).collect())
     }
 
-    fn delete_events(
-        &self,
-        class: EvictionClass,
-        seqs: &[u64],
-        report: &mut EvictionReport,
-    ) -> Result<(), StoreError> {
+    fn delete_events(&self, class: EvictionClass, seqs: &[u64]) -> Result<(), StoreError> {
         let mut del = self
             .conn
             .prepare_cached("DELETE FROM events WHERE seq = ?1")?;
         for &s in seqs {
             del.execute([s as i64])?;
         }
-        let n = seqs.len() as u64;
         let column = match class {
-            EvictionClass::Acked => {
-                report.pruned_acked += n;
-                "pruned_acked"
-            }
-            EvictionClass::Unacked(Priority::Telemetry) => {
-                report.evicted_telemetry += n;
-                "evicted_telemetry"
-            }
-            EvictionClass::Unacked(_) => {
-                report.evicted_normal += n;
-                "evicted_normal"
-            }
+            EvictionClass::Acked => "pruned_acked",
+            EvictionClass::Unacked(Priority::Telemetry) => "evicted_telemetry",
+            EvictionClass::Unacked(_) => "evicted_normal",
         };
         self.conn
             .prepare_cached(&format!(
                 "UPDATE outbox SET {column} = {column} + ?1 WHERE id = 1"
             ))?
-            .execute([n as i64])?;
+            .execute([seqs.len() as i64])?;
         if matches!(class, EvictionClass::Unacked(_)) {
             for (first, last) in outbox::runs(seqs) {
                 self.record_evicted_range(first, last)?;
@@ -734,5 +816,23 @@ impl Writer {
             .prepare_cached("INSERT INTO evicted_ranges (first_seq, last_seq) VALUES (?1, ?2)")?
             .execute([first as i64, last as i64])?;
         Ok(())
+    }
+}
+
+fn disk_full_value(full: bool) -> &'static [u8] {
+    if full {
+        b"1"
+    } else {
+        b"0"
+    }
+}
+
+impl EvictionReport {
+    fn count(&mut self, class: EvictionClass, n: u64) {
+        match class {
+            EvictionClass::Acked => self.pruned_acked += n,
+            EvictionClass::Unacked(Priority::Telemetry) => self.evicted_telemetry += n,
+            EvictionClass::Unacked(_) => self.evicted_normal += n,
+        }
     }
 }
