@@ -3,6 +3,7 @@
 //! misbehaves on command between an agent and a server, a small file system to
 //! fill, and a wall clock that jumps under a real process.
 
+pub mod fake_clock;
 pub mod proxy;
 pub mod small_fs;
 
