@@ -85,6 +85,10 @@ pub async fn run(cfg: AgentConfig, opts: RunOptions) -> anyhow::Result<()> {
             let first_boot = FirstBoot {
                 enrollment: enrollment.clone(),
                 data_dir: opts.data_dir.clone(),
+                kind: match cfg.device.role {
+                    crate::config::Role::Kiosk => fleet_protocol::api::DeviceKind::Kiosk,
+                    crate::config::Role::Vehicle => fleet_protocol::api::DeviceKind::Vehicle,
+                },
                 backoff: Backoff::new(
                     Duration::from_millis(cfg.sync.backoff_base_ms),
                     Duration::from_millis(cfg.sync.backoff_max_ms),
@@ -416,6 +420,7 @@ async fn start_metrics(
 struct FirstBoot {
     enrollment: EnrollmentConfig,
     data_dir: PathBuf,
+    kind: fleet_protocol::api::DeviceKind,
     backoff: Backoff,
     online: Option<watch::Receiver<bool>>,
     stop: watch::Receiver<bool>,
@@ -452,6 +457,7 @@ impl FirstBoot {
                         data_dir: &self.data_dir,
                         name: e.name.as_deref(),
                         server_fingerprint: fingerprint,
+                        kind: self.kind,
                     });
                     tokio::select! {
                         r = attempt => Some(r),

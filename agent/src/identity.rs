@@ -257,6 +257,8 @@ pub struct EnrollOptions<'a> {
     pub data_dir: &'a Path,
     pub name: Option<&'a str>,
     pub server_fingerprint: Option<Fingerprint>,
+    /// A kiosk says so, to stay out of the server's vehicle lists and reports.
+    pub kind: api::DeviceKind,
 }
 
 /// Enroll this device with a one-time token, trusting the server's certificate on
@@ -273,6 +275,7 @@ pub async fn enroll(
         data_dir,
         name,
         server_fingerprint: None,
+        kind: api::DeviceKind::Vehicle,
     })
     .await?)
 }
@@ -342,6 +345,7 @@ pub async fn enroll_with(opts: EnrollOptions<'_>) -> Result<Identity, EnrollErro
         public_key,
         name: opts.name.map(str::to_owned),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        kind: opts.kind,
     };
     let mut endpoint = url.clone();
     let base_path = endpoint.path().trim_end_matches('/').to_owned();

@@ -177,6 +177,7 @@ async fn enrollment_with_a_fingerprint_refuses_a_server_presenting_another_certi
         data_dir: dir.path(),
         name: None,
         server_fingerprint: Some(fingerprint(expected.der.as_ref())),
+        kind: Default::default(),
     })
     .await
     .expect_err("wrong certificate");
@@ -192,6 +193,7 @@ async fn enrollment_with_a_fingerprint_refuses_a_server_presenting_another_certi
         data_dir: dir.path(),
         name: None,
         server_fingerprint: Some(fingerprint(presented.der.as_ref())),
+        kind: Default::default(),
     })
     .await
     .expect("matching fingerprint");

@@ -23,6 +23,43 @@ pub struct EnrollRequest {
     /// device holds the private half.
     pub proof: String,
     pub agent_version: Option<String>,
+    /// What the device is. Sent only for a kiosk, so that servers older than
+    /// device kinds (which refuse unknown fields) still enroll vehicles.
+    #[serde(default, skip_serializing_if = "DeviceKind::is_vehicle")]
+    pub kind: DeviceKind,
+}
+
+/// What an enrolled device is: a vehicle (the default) or a yard kiosk, which
+/// the server keeps out of vehicle lists, the map and the reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    #[default]
+    Vehicle,
+    Kiosk,
+}
+
+impl DeviceKind {
+    pub fn is_vehicle(&self) -> bool {
+        *self == DeviceKind::Vehicle
+    }
+
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Vehicle => "vehicle",
+            DeviceKind::Kiosk => "kiosk",
+        }
+    }
+
+    /// Reads the stored spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vehicle" => Some(DeviceKind::Vehicle),
+            "kiosk" => Some(DeviceKind::Kiosk),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,4 +109,32 @@ pub struct ErrorDetail {
     /// Present on seq errors: where the server expects the device to resume.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked_seq: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: DeviceKind) -> EnrollRequest {
+        EnrollRequest {
+            token: "t".into(),
+            public_key: "k".into(),
+            name: None,
+            proof: "p".into(),
+            agent_version: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn only_a_kiosk_names_its_kind_when_enrolling() {
+        let vehicle = serde_json::to_value(request(DeviceKind::Vehicle)).unwrap();
+        assert!(vehicle.get("kind").is_none(), "{vehicle}");
+        let kiosk = serde_json::to_value(request(DeviceKind::Kiosk)).unwrap();
+        assert_eq!(kiosk["kind"], "kiosk");
+        let back: EnrollRequest = serde_json::from_value(vehicle).unwrap();
+        assert_eq!(back.kind, DeviceKind::Vehicle);
+        let back: EnrollRequest = serde_json::from_value(kiosk).unwrap();
+        assert_eq!(back.kind, DeviceKind::Kiosk);
+    }
 }

@@ -64,6 +64,7 @@ async fn enroll(app: &Router, token: &str, key: &SigningKey, name: &str) -> Repl
         public_key,
         name: Some(name.into()),
         agent_version: Some("test".into()),
+        kind: Default::default(),
     };
     let req = Request::post(api::PATH_ENROLL)
         .header(header::CONTENT_TYPE, "application/json")
@@ -753,4 +754,61 @@ async fn an_office_note_reaches_the_device_over_doc_sync_and_the_reply_merges_ba
         (r.status, r.code().as_str()),
         (StatusCode::BAD_REQUEST, "bad_doc_id")
     );
+}
+
+#[tokio::test]
+async fn a_kiosk_enrolls_as_a_device_but_is_not_listed_among_the_vehicles() {
+    let e = env().await;
+    let token = e
+        .storage
+        .create_enrollment_token(e.tenant, Duration::from_secs(600), 2)
+        .await
+        .unwrap();
+    let enroll_as = |kind: &str| {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let public_key = auth::encode_public_key(&key.verifying_key());
+        let body = json!({
+            "token": token.token,
+            "proof": auth::sign_b64(&key, &auth::enroll_message(&token.token, &public_key)),
+            "public_key": public_key,
+            "name": "yard-kiosk",
+            "kind": kind,
+        });
+        Request::post(api::PATH_ENROLL)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    };
+    // A kind the server does not know is bad input and enrolls nothing.
+    let r = send(&e.app, enroll_as("boat")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.json());
+    let r = send(&e.app, enroll_as("kiosk")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+
+    let devices = send(
+        &e.app,
+        e.operator(Method::GET, "/api/v1/devices", &e.api_key, None),
+    )
+    .await
+    .json();
+    let kinds: Vec<(&str, &str)> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("truck-1", "vehicle"), ("yard-kiosk", "kiosk")]);
+    let vehicles = send(
+        &e.app,
+        e.operator(Method::GET, "/api/v1/vehicles", &e.api_key, None),
+    )
+    .await
+    .json();
+    let names: Vec<&str> = vehicles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["truck-1"]);
 }

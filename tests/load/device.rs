@@ -278,6 +278,7 @@ impl SimDevice {
                 proof.to_bytes(),
             ),
             agent_version: Some("fleet-load".into()),
+            kind: Default::default(),
         })?;
         let reply = request(
             &mut conn,

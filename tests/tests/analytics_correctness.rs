@@ -71,6 +71,7 @@ impl Server {
             public_key,
             name: Some(name.into()),
             agent_version: Some("test".into()),
+            kind: Default::default(),
         };
         let r = self
             .http

@@ -40,6 +40,7 @@ async fn enroll(http: &reqwest::Client, url: &str, token: &str, name: &str) -> R
         name: Some(name.to_owned()),
         proof,
         agent_version: Some("crash-test".into()),
+        kind: Default::default(),
     };
     let resp = http
         .post(format!("{url}{}", fleet_protocol::api::PATH_ENROLL))

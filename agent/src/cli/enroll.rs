@@ -21,6 +21,9 @@ pub struct EnrollArgs {
     /// trusting the first certificate seen.
     #[arg(long, value_name = "SHA256HEX")]
     server_fingerprint: Option<String>,
+    /// Enroll as a yard kiosk (kept out of the server's vehicle lists and reports).
+    #[arg(long)]
+    kiosk: bool,
 }
 
 pub async fn run(args: EnrollArgs) -> anyhow::Result<()> {
@@ -35,6 +38,11 @@ pub async fn run(args: EnrollArgs) -> anyhow::Result<()> {
         data_dir: &args.data_dir,
         name: args.name.as_deref(),
         server_fingerprint,
+        kind: if args.kiosk {
+            fleet_protocol::api::DeviceKind::Kiosk
+        } else {
+            fleet_protocol::api::DeviceKind::Vehicle
+        },
     })
     .await?;
     let out = serde_json::json!({

@@ -125,9 +125,16 @@ pub async fn start(s: KioskSetup<'_>) -> anyhow::Result<YardKiosk> {
             .storage
             .create_enrollment_token(s.tenant, Duration::from_secs(600), 1)
             .await?;
-        identity::enroll(s.url, &token.token, &dir, Some(KIOSK_NAME))
-            .await
-            .with_context(|| format!("enrolling {KIOSK_NAME}"))?;
+        identity::enroll_with(identity::EnrollOptions {
+            server_url: s.url,
+            token: &token.token,
+            data_dir: &dir,
+            name: Some(KIOSK_NAME),
+            server_fingerprint: None,
+            kind: fleet_protocol::api::DeviceKind::Kiosk,
+        })
+        .await
+        .with_context(|| format!("enrolling {KIOSK_NAME}"))?;
     } else {
         super::refresh_server_url(&dir, s.url)?;
     }

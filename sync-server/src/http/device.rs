@@ -77,7 +77,15 @@ pub async fn enroll(
             now_ms: now,
         })
         .await?;
-    tracing::info!(tenant = %device.tenant_id, device = %device.device_id, name = %device.name, "device enrolled");
+    // Vehicles need no write: the column defaults to vehicle. A retried kiosk
+    // enrollment (same key) lands here again and sets the same kind.
+    if req.kind != fleet_protocol::api::DeviceKind::Vehicle {
+        state
+            .storage
+            .set_device_kind(device.tenant_id, device.device_id, req.kind)
+            .await?;
+    }
+    tracing::info!(tenant = %device.tenant_id, device = %device.device_id, name = %device.name, kind = req.kind.as_str(), "device enrolled");
     // Kiosks verify labels and snapshots with it; a device that misses it here
     // can fetch it from /sync/v1/tenant-key.
     let tenant_public_key = match super::kiosk::tenant_signing_key(

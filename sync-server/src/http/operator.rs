@@ -53,6 +53,7 @@ pub async fn devices(
                 "evicted_count": d.evicted_count,
                 "quarantined_count": d.quarantined_count,
                 "revoked": d.revoked,
+                "kind": d.kind,
             })
         })
         .collect();
@@ -558,10 +559,11 @@ pub fn openapi() -> Value {
         "components": { "schemas": {
             "DeviceSummary": {
                 "type": "object",
-                "required": ["id", "name", "enrolled_at", "last_seen", "last_seq", "event_count", "evicted_count", "quarantined_count", "revoked"],
+                "required": ["id", "name", "enrolled_at", "last_seen", "last_seq", "event_count", "evicted_count", "quarantined_count", "revoked", "kind"],
                 "properties": {
                     "id": uuid, "name": { "type": "string" }, "enrolled_at": time, "last_seen": nullable(time.clone()),
-                    "last_seq": int, "event_count": int, "evicted_count": int, "quarantined_count": int, "revoked": { "type": "boolean" }
+                    "last_seq": int, "event_count": int, "evicted_count": int, "quarantined_count": int, "revoked": { "type": "boolean" },
+                    "kind": { "type": "string", "enum": ["vehicle", "kiosk"], "description": "what the device enrolled as; kiosks are not listed as vehicles" }
                 }
             },
             "Event": {

@@ -27,7 +27,7 @@ pub(crate) const PERIOD_SELECT: &str = "SELECT d.device_id, coalesce(a.name, d.n
   FROM devices d
   LEFT JOIN assets a ON a.tenant_id = d.tenant_id AND a.device_id = d.device_id
   LEFT JOIN vehicle_day v ON v.tenant_id = d.tenant_id AND v.device_id = d.device_id AND v.day BETWEEN {from} AND {to}
-  WHERE d.tenant_id = {tenant}
+  WHERE d.tenant_id = {tenant} AND d.kind = 'vehicle'
   GROUP BY d.device_id, d.name, a.name, a.vehicle_group, a.purchase_price_cents
   ORDER BY 2, 1";
 

@@ -576,6 +576,63 @@ pub async fn documents_append_chunks_and_compact(storage: Arc<dyn Storage>) {
     );
 }
 
+/// A kiosk (migration 0013) is listed among the devices with its kind but
+/// never among the vehicles or in the fleet reports; the kind is per tenant.
+pub async fn a_kiosk_is_listed_as_a_device_but_not_as_a_vehicle(storage: Arc<dyn Storage>) {
+    use fleet_protocol::api::DeviceKind;
+    let tenant = storage.create_tenant("acme").await.unwrap().tenant_id;
+    let other = storage.create_tenant("globex").await.unwrap().tenant_id;
+    let truck = enroll_one(&storage, tenant, "truck-1").await;
+    let kiosk = enroll_one(&storage, tenant, "yard-kiosk").await;
+    storage
+        .set_device_kind(tenant, kiosk.device_id, DeviceKind::Kiosk)
+        .await
+        .unwrap();
+
+    let devices = storage.list_devices(tenant).await.unwrap();
+    let kinds: Vec<(&str, DeviceKind)> =
+        devices.iter().map(|d| (d.name.as_str(), d.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("truck-1", DeviceKind::Vehicle),
+            ("yard-kiosk", DeviceKind::Kiosk)
+        ]
+    );
+    let vehicles: Vec<Uuid> = storage
+        .list_vehicles(tenant)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(vehicles, [truck.device_id]);
+    let reported: Vec<Uuid> = storage
+        .period_summary(tenant, 20_000, 20_010, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.device_id)
+        .collect();
+    assert_eq!(reported, [truck.device_id], "reports list vehicles only");
+
+    // Another tenant cannot mark this tenant's device, nor can anyone mark a
+    // device that does not exist.
+    assert!(matches!(
+        storage
+            .set_device_kind(other, truck.device_id, DeviceKind::Kiosk)
+            .await,
+        Err(StorageError::UnknownDevice)
+    ));
+    assert!(matches!(
+        storage
+            .set_device_kind(tenant, Uuid::new_v4(), DeviceKind::Kiosk)
+            .await,
+        Err(StorageError::UnknownDevice)
+    ));
+    assert_eq!(storage.list_vehicles(tenant).await.unwrap().len(), 1);
+}
+
 /// Runs every check above as its own `#[tokio::test]`; `$make` is an async
 /// expression giving a fresh, empty `Arc<dyn Storage>`.
 #[macro_export]
@@ -597,6 +654,7 @@ macro_rules! conformance_suite {
             a_nonce_is_accepted_once,
             tenants_never_see_each_others_data,
             documents_append_chunks_and_compact,
+            a_kiosk_is_listed_as_a_device_but_not_as_a_vehicle,
         );
     };
     (@optional $make:expr; $($name:ident),* $(,)?) => {
@@ -623,6 +681,7 @@ macro_rules! conformance_suite {
             a_nonce_is_accepted_once,
             tenants_never_see_each_others_data,
             documents_append_chunks_and_compact,
+            a_kiosk_is_listed_as_a_device_but_not_as_a_vehicle,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

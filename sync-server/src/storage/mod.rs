@@ -145,6 +145,8 @@ pub struct DeviceSummary {
     pub evicted_count: u64,
     pub quarantined_count: u64,
     pub revoked: bool,
+    /// Vehicle or kiosk (migration 0013); only vehicles are listed as vehicles.
+    pub kind: fleet_protocol::api::DeviceKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,6 +252,14 @@ pub trait Storage:
     /// using the token again, so a device whose first answer was lost can retry.
     async fn enroll_device(&self, req: EnrollDevice) -> Result<DeviceRecord, StorageError>;
     async fn device(&self, device_id: Uuid) -> Result<Option<DeviceRecord>, StorageError>;
+    /// Records what an enrolled device is; kiosks stay out of vehicle lists,
+    /// the map and the reports. `UnknownDevice` when the tenant has no such device.
+    async fn set_device_kind(
+        &self,
+        tenant: Uuid,
+        device_id: Uuid,
+        kind: fleet_protocol::api::DeviceKind,
+    ) -> Result<(), StorageError>;
     async fn revoke_device(
         &self,
         device_id: Uuid,

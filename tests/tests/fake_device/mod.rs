@@ -136,6 +136,7 @@ impl FakeDevice {
             name: Some(name.to_owned()),
             proof,
             agent_version: Some("fake".into()),
+            kind: Default::default(),
         };
         let http = reqwest::Client::new();
         let resp = http

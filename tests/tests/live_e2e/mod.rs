@@ -166,6 +166,7 @@ impl Device {
             name: Some(name.to_owned()),
             proof,
             agent_version: Some("e2e".into()),
+            kind: Default::default(),
         };
         let http = reqwest::Client::new();
         let resp = http

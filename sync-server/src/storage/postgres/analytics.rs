@@ -413,7 +413,7 @@ const PERIOD_SUMMARY: &str = "SELECT d.device_id, coalesce(a.name, d.name), a.ve
       WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
       GROUP BY device_id
   ) v ON v.device_id = d.device_id
-  WHERE d.tenant_id = $1
+  WHERE d.tenant_id = $1 AND d.kind = 'vehicle'
   ORDER BY 2, 1";
 
 fn period_at(r: &Row) -> VehiclePeriod {

@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "mail_reports",
         sql: include_str!("../../../../migrations/server-postgres/0012_mail_reports.sql"),
     },
+    Migration {
+        version: 13,
+        name: "device_kind",
+        sql: include_str!("../../../../migrations/server-postgres/0013_device_kind.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

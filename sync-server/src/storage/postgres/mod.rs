@@ -651,12 +651,32 @@ impl Storage for PgStorage {
         ingest::ingest(self, device, batch, now_ms).await
     }
 
+    async fn set_device_kind(
+        &self,
+        tenant: Uuid,
+        device_id: Uuid,
+        kind: fleet_protocol::api::DeviceKind,
+    ) -> Result<(), StorageError> {
+        let tx = self.tenant_tx(tenant).await?;
+        let n = tx
+            .execute(
+                "UPDATE devices SET kind = $3 WHERE tenant_id = $1 AND device_id = $2",
+                &[&tenant, &device_id, &kind.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        if n == 0 {
+            return Err(StorageError::UnknownDevice);
+        }
+        tx.commit().await
+    }
+
     async fn list_devices(&self, tenant: Uuid) -> Result<Vec<DeviceSummary>, StorageError> {
         let tx = self.tenant_tx(tenant).await?;
         let rows = tx
             .query(
                 "SELECT device_id, name, enrolled_at_ms, last_seen_ms, acked_seq, event_count, evicted_count,
-                        quarantined_count, revoked_at_ms
+                        quarantined_count, revoked_at_ms, kind
                  FROM devices WHERE tenant_id = $1 ORDER BY name, device_id",
                 &[&tenant],
             )
@@ -675,6 +695,7 @@ impl Storage for PgStorage {
                 evicted_count: r.get::<_, i64>(6) as u64,
                 quarantined_count: r.get::<_, i64>(7) as u64,
                 revoked: r.get::<_, Option<i64>>(8).is_some(),
+                kind: fleet_protocol::api::DeviceKind::parse(r.get(9)).unwrap_or_default(),
             })
             .collect())
     }
@@ -721,7 +742,7 @@ impl Storage for PgStorage {
                 "SELECT d.device_id, d.name, d.last_seen_ms, d.revoked_at_ms,
                         p.seq, p.lat_e7, p.lon_e7, p.speed_cms, p.heading_cdeg, p.time_ms, p.time_source
                  FROM devices d LEFT JOIN vehicle_positions p ON p.tenant_id = d.tenant_id AND p.device_id = d.device_id
-                 WHERE d.tenant_id = $1 ORDER BY d.name, d.device_id",
+                 WHERE d.tenant_id = $1 AND d.kind = 'vehicle' ORDER BY d.name, d.device_id",
                 &[&tenant],
             )
             .await

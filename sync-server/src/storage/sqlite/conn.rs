@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/server-sqlite/0012_mail_reports.sql"),
     },
     Migration {
+        version: 13,
+        name: "device_kind",
+        sql: include_str!("../../../../migrations/server-sqlite/0013_device_kind.sql"),
+    },
+    Migration {
         version: 14,
         name: "availability_index",
         sql: include_str!("../../../../migrations/server-sqlite/0014_availability_index.sql"),

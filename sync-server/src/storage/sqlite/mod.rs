@@ -364,12 +364,35 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn set_device_kind(
+        &self,
+        tenant: Uuid,
+        device_id: Uuid,
+        kind: fleet_protocol::api::DeviceKind,
+    ) -> Result<(), StorageError> {
+        self.pool
+            .write(move |c| {
+                let n = c
+                    .prepare_cached(
+                        "UPDATE devices SET kind = ?3 WHERE tenant_id = ?1 AND device_id = ?2",
+                    )
+                    .map_err(backend)?
+                    .execute(params![blob(&tenant), blob(&device_id), kind.as_str()])
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StorageError::UnknownDevice);
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn list_devices(&self, tenant: Uuid) -> Result<Vec<DeviceSummary>, StorageError> {
         self.pool
             .read(move |c| {
                 let mut q = c
                     .prepare_cached(
-                        "SELECT device_id, name, enrolled_at_ms, last_seen_ms, acked_seq, event_count, evicted_count, quarantined_count, revoked_at_ms
+                        "SELECT device_id, name, enrolled_at_ms, last_seen_ms, acked_seq, event_count, evicted_count, quarantined_count, revoked_at_ms, kind
                          FROM devices WHERE tenant_id = ?1 ORDER BY name, device_id",
                     )
                     .map_err(backend)?;
@@ -385,6 +408,7 @@ impl Storage for SqliteStorage {
                             evicted_count: r.get::<_, i64>(6)? as u64,
                             quarantined_count: r.get::<_, i64>(7)? as u64,
                             revoked: r.get::<_, Option<i64>>(8)?.is_some(),
+                            kind: device_kind(&r.get::<_, String>(9)?),
                         })
                     })
                     .map_err(backend)?;
@@ -433,7 +457,7 @@ impl Storage for SqliteStorage {
                         "SELECT d.device_id, d.name, d.last_seen_ms, d.revoked_at_ms,
                                 p.seq, p.lat_e7, p.lon_e7, p.speed_cms, p.heading_cdeg, p.time_ms, p.time_source
                          FROM devices d LEFT JOIN vehicle_positions p ON p.tenant_id = d.tenant_id AND p.device_id = d.device_id
-                         WHERE d.tenant_id = ?1 ORDER BY d.name, d.device_id",
+                         WHERE d.tenant_id = ?1 AND d.kind = 'vehicle' ORDER BY d.name, d.device_id",
                     )
                     .map_err(backend)?;
                 let rows = q
@@ -657,4 +681,10 @@ mod tests {
         known.sort_unstable();
         assert_eq!(applied, known);
     }
+}
+
+/// A stored device kind; the CHECK of migration 0013 allows nothing else, so
+/// anything unreadable counts as a vehicle.
+fn device_kind(s: &str) -> fleet_protocol::api::DeviceKind {
+    fleet_protocol::api::DeviceKind::parse(s).unwrap_or_default()
 }
