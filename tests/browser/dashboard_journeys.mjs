@@ -85,7 +85,9 @@ const journeys = {
       await snap(page, hash.slice(2));
     }
     const devices = await page.locator("#rows tr[data-id]").count();
-    check("the devices page lists the gateways", devices === c.vehicles, devices);
+    check("the devices page lists the gateways and the kiosks", devices === c.vehicles + (c.kiosks || 0), devices);
+    const kiosks = await page.locator("#rows tr[data-id] .pill.kiosk").count();
+    check("each kiosk is marked as one on the devices page", kiosks === (c.kiosks || 0), kiosks);
     const groups = await page.locator("[data-group]").count();
     check("the demo's device group is shown with its rollout", groups === 1, groups);
   },

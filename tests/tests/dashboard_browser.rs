@@ -111,10 +111,11 @@ impl Demo {
             .arg("--vehicles")
             .arg(VEHICLES.to_string())
             .arg("--speed")
+            // The yard kiosk runs too: the journeys count the vehicles, and a
+            // kiosk is a device but not a vehicle, so it must not be among them.
             .arg("10")
-            // The journeys count the vehicles; the yard kiosk, a device but no
-            // vehicle, would still be listed among them.
-            .arg("--no-kiosk");
+            // Any free port for the kiosk's touch UI: journeys run side by side.
+            .args(["--kiosk-port", "0"]);
         let mut run = Guarded::spawn("fleet-sync demo", cmd, &dir.join("demo.log"))?;
         let url = format!("http://127.0.0.1:{port}");
         let (key, login) = wait_for(
@@ -169,7 +170,7 @@ fn simulated_vehicles_move_on_the_live_map_and_every_page_renders() -> Result<()
     let verdict = journey(
         tmp.path(),
         "tour",
-        json!({ "url": demo.url, "key": demo.key, "vehicles": VEHICLES, "yards": YARDS }),
+        json!({ "url": demo.url, "key": demo.key, "vehicles": VEHICLES, "kiosks": 1, "yards": YARDS }),
     )
     .with_context(|| demo.run.log_tail(30))?;
     assert_eq!(verdict["ok"], true, "{verdict}");

@@ -38,7 +38,7 @@ export function mount(el, ctx) {
       const st = d.status || {};
       const state = d.revoked ? "revoked" : d.online ? "online" : "offline";
       return `<tr data-id="${esc(d.id)}"><td><input class="pick" type="checkbox" value="${esc(d.id)}" aria-label="select ${esc(d.name)}" ${selected.has(d.id) ? "checked" : ""}></td>
-        <td><b>${esc(d.name)}</b></td><td><span class="pill ${state === "online" ? "driving" : ""}">${state}</span></td>
+        <td><b>${esc(d.name)}</b>${d.kind === "kiosk" ? ` <span class="pill kiosk" title="a yard kiosk: not listed among the vehicles">kiosk</span>` : ""}</td><td><span class="pill ${state === "online" ? "driving" : ""}">${state}</span></td>
         <td>${ago(ms(d.last_seen))}</td><td class="num">${num(d.event_count)}</td><td class="num">${num(st.queue_depth)}</td>
         <td class="num">${st.disk_used_bytes != null ? num(st.disk_used_bytes / 1048576, 1) + " MB" : "–"}</td>
         <td>${st.config_version != null ? "v" + esc(st.config_version) : "–"}${st.config_error ? ` <span class="pill rejected" title="${esc(st.config_error)}">error</span>` : ""}</td>
