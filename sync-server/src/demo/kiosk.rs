@@ -137,6 +137,16 @@ pub async fn start(s: KioskSetup<'_>) -> anyhow::Result<YardKiosk> {
         .with_context(|| format!("enrolling {KIOSK_NAME}"))?;
     } else {
         super::refresh_server_url(&dir, s.url)?;
+        // A demo directory from before device kinds has its kiosk stored as a vehicle.
+        let id = Identity::load(&dir)?;
+        s.state
+            .storage
+            .set_device_kind(
+                s.tenant,
+                id.device_id,
+                fleet_protocol::api::DeviceKind::Kiosk,
+            )
+            .await?;
     }
     let camera = dir.join("camera");
     std::fs::create_dir_all(&camera)?;
