@@ -37,8 +37,10 @@
 //! of the store at least, more on each retry), and writes the transaction's
 //! events again under the same seqs; acks, anchors and meta values are retried
 //! the same way. Eviction goes in steps small enough for the reserve, each
-//! committed, checkpointed and vacuumed so the next has the room it freed. The
-//! reserve is taken back once there is room. From the first refused write
+//! committed and checkpointed. On a full disk the pages it frees stay in the
+//! store's free list and the WAL keeps its size, since anything handed back to
+//! the file system is taken by whatever filled it; with room, they are
+//! vacuumed back. The reserve is taken back once there is room. From the first refused write
 //! (or a budget that only unacknowledged critical events fill) `status` and
 //! `/metrics` report the disk full, until the file system has room for the
 //! reserve and for the store to grow to its budget; the flag is kept in the

@@ -123,10 +123,7 @@ impl Writer {
         boot_id: BootId,
         opts: StoreOptions,
     ) -> Result<Self, StoreError> {
-        conn.execute(
-            "INSERT OR IGNORE INTO boots (boot_id) VALUES (?1)",
-            [&boot_id.0[..]],
-        )?;
+        register_boot(&conn, &reserve, boot_id)?;
         let boot: i64 = conn.query_row(
             "SELECT id FROM boots WHERE boot_id = ?1",
             [&boot_id.0[..]],
@@ -686,14 +683,32 @@ impl Writer {
                 cursor = last;
                 self.op_transaction(&mut |w: &mut Self| w.delete_events(class, &seqs))?;
                 report.count(class, seqs.len() as u64);
-                self.give_back_pages()?;
+                self.settle_freed_pages()?;
                 used = schema::used_bytes(&self.conn)?;
             }
         }
-        self.give_back_pages()?;
+        self.settle_freed_pages()?;
         report.used_bytes_after = schema::used_bytes(&self.conn)?;
         report.over_budget = report.used_bytes_after > self.opts.disk_budget_bytes;
         Ok(report)
+    }
+
+    /// What becomes of the pages an eviction step freed. With room on the disk
+    /// they go back to the file system. On a full disk they stay in the store's
+    /// own free list, and the WAL is rewound rather than cut off: whatever the
+    /// store hands back, whoever else fills the disk takes, and then not even
+    /// the next eviction could be written. Kept, they take the next events.
+    fn settle_freed_pages(&self) -> Result<(), StoreError> {
+        if !self.disk_full {
+            return self.give_back_pages();
+        }
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "checkpoint on a full disk failed");
+        }
+        Ok(())
     }
 
     /// Hands free pages back to the file system: a checkpoint empties the WAL,
@@ -817,6 +832,41 @@ impl Writer {
             .execute([first as i64, last as i64])?;
         Ok(())
     }
+}
+
+/// Notes this boot in the store, the one write an open makes. After a power
+/// cut on a full disk the WAL may have no room to grow: the WAL is rewound so
+/// the write reuses its space, and then the reserve is given up, so that the
+/// agent (and `status`) still start.
+fn register_boot(conn: &Connection, reserve: &Reserve, boot_id: BootId) -> Result<(), StoreError> {
+    let insert = || -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT OR IGNORE INTO boots (boot_id) VALUES (?1)",
+            [&boot_id.0[..]],
+        )?;
+        Ok(())
+    };
+    let make_room: [&dyn Fn(); 2] = [
+        &|| {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        },
+        &|| {
+            reserve.release();
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        },
+    ];
+    let mut result = insert();
+    for step in make_room {
+        match result {
+            Err(ref e) if is_disk_full(e) => {
+                tracing::warn!("the disk is full at start: making room to note this boot");
+                step();
+                result = insert();
+            }
+            _ => break,
+        }
+    }
+    result
 }
 
 fn disk_full_value(full: bool) -> &'static [u8] {
