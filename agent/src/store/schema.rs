@@ -115,6 +115,14 @@ pub(crate) fn used_bytes(conn: &Connection) -> Result<u64, StoreError> {
     Ok((pages - free).max(0) as u64 * page_size as u64)
 }
 
+/// Bytes the database file holds, pages in its free list included: room the
+/// store already owns.
+pub(crate) fn allocated_bytes(conn: &Connection) -> Result<u64, StoreError> {
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    Ok(pages.max(0) as u64 * page_size as u64)
+}
+
 /// The database and its WAL on disk, in bytes.
 pub(crate) fn file_bytes(path: &Path) -> u64 {
     let wal = path.with_extension("db-wal");

@@ -505,14 +505,11 @@ impl Writer {
         self.disk_full_total += 1;
         self.disk_full = true;
         // The WAL may hold megabytes already committed: carried into the
-        // database and cut off, it frees that room before anything is written.
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "checkpoint on a full disk failed");
-        }
+        // database and rewound, its room takes the next writes. It is not cut
+        // off: bytes handed back to a full file system are taken by whatever
+        // filled it, and then the WAL could not grow again.
         self.reserve.release();
+        self.rewind_wal();
         let used = schema::used_bytes(&self.conn)?;
         let target = outbox::full_disk_target(used, self.opts.disk_budget_bytes, attempt);
         let report = self.evict_to(target)?;
@@ -556,9 +553,10 @@ impl Writer {
     }
 
     /// Whether the file system holding the store has room again: the reserve is
-    /// back and what is left would take the store up to its budget.
+    /// back and what is left would take the store up to its budget (pages kept
+    /// in the database's free list count as room the store already has).
     fn room_is_back(&self) -> bool {
-        let Ok(used) = schema::used_bytes(&self.conn) else {
+        let Ok(used) = schema::allocated_bytes(&self.conn) else {
             return false;
         };
         let mut wanted = self
@@ -605,10 +603,8 @@ impl Writer {
             Err(e) if is_disk_full(&e) => {
                 self.disk_full_total += 1;
                 self.disk_full = true;
-                let _ = self
-                    .conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
                 self.reserve.release();
+                self.rewind_wal();
                 let report = self.evict_to(target)?;
                 self.reserve.restore();
                 report
@@ -702,13 +698,19 @@ impl Writer {
         if !self.disk_full {
             return self.give_back_pages();
         }
+        self.rewind_wal();
+        Ok(())
+    }
+
+    /// Carries the WAL into the database and has the next write start at its
+    /// beginning, keeping the file's size.
+    fn rewind_wal(&self) {
         if let Err(e) = self
             .conn
             .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
         {
             tracing::warn!(error = %e, "checkpoint on a full disk failed");
         }
-        Ok(())
     }
 
     /// Hands free pages back to the file system: a checkpoint empties the WAL,
