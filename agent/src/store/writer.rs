@@ -509,7 +509,7 @@ impl Writer {
         // off: bytes handed back to a full file system are taken by whatever
         // filled it, and then the WAL could not grow again.
         self.reserve.release();
-        self.rewind_wal();
+        rewind_wal(&self.conn);
         let used = schema::used_bytes(&self.conn)?;
         let target = outbox::full_disk_target(used, self.opts.disk_budget_bytes, attempt);
         let report = self.evict_to(target)?;
@@ -604,7 +604,7 @@ impl Writer {
                 self.disk_full_total += 1;
                 self.disk_full = true;
                 self.reserve.release();
-                self.rewind_wal();
+                rewind_wal(&self.conn);
                 let report = self.evict_to(target)?;
                 self.reserve.restore();
                 report
@@ -698,19 +698,8 @@ impl Writer {
         if !self.disk_full {
             return self.give_back_pages();
         }
-        self.rewind_wal();
+        rewind_wal(&self.conn);
         Ok(())
-    }
-
-    /// Carries the WAL into the database and has the next write start at its
-    /// beginning, keeping the file's size.
-    fn rewind_wal(&self) {
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "checkpoint on a full disk failed");
-        }
     }
 
     /// Hands free pages back to the file system: a checkpoint empties the WAL,
@@ -836,6 +825,15 @@ impl Writer {
     }
 }
 
+/// Carries the WAL into the database and has the next write start at its
+/// beginning, keeping the file's size: on a full disk, room handed back to the
+/// file system is room lost.
+fn rewind_wal(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "checkpoint on a full disk failed");
+    }
+}
+
 /// Notes this boot in the store, the one write an open makes. After a power
 /// cut on a full disk the WAL may have no room to grow: the WAL is rewound so
 /// the write reuses its space, and then the reserve is given up, so that the
@@ -848,25 +846,19 @@ fn register_boot(conn: &Connection, reserve: &Reserve, boot_id: BootId) -> Resul
         )?;
         Ok(())
     };
-    let make_room: [&dyn Fn(); 2] = [
-        &|| {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-        },
-        &|| {
-            reserve.release();
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        },
-    ];
     let mut result = insert();
-    for step in make_room {
-        match result {
-            Err(ref e) if is_disk_full(e) => {
-                tracing::warn!("the disk is full at start: making room to note this boot");
-                step();
-                result = insert();
-            }
+    // First the WAL alone, then with the reserve given up as well.
+    for give_up_reserve in [false, true] {
+        match &result {
+            Err(e) if is_disk_full(e) => {}
             _ => break,
         }
+        tracing::warn!("the disk is full at start: making room to note this boot");
+        if give_up_reserve {
+            reserve.release();
+        }
+        rewind_wal(conn);
+        result = insert();
     }
     result
 }
