@@ -70,6 +70,24 @@ impl std::fmt::Display for Status {
 /// The SQL list `('pending', 'approved', 'active')` of holding statuses.
 pub const HOLDING_SQL: &str = "('pending', 'approved', 'active')";
 
+/// Availability takes two steps on both backends. Holding bookings of one
+/// vehicle never overlap, so a vehicle is free exactly when the last holding
+/// booking that starts before the window's end has ended (with its buffer) by
+/// the window's start: one index probe per vehicle. Most vehicles of a busy
+/// fleet are booked at any time, so the query first proves vehicles busy from
+/// one range scan of the bookings that start from `BUSY_SCAN_BEFORE_MS` before
+/// the window to `BUSY_SCAN_INTO_MS` into it: every one of them that reaches
+/// into the window makes its vehicle busy. Only the vehicles it leaves
+/// unproven are probed. The scan reads at most `BUSY_SCAN_ROWS_PER_VEHICLE`
+/// bookings per vehicle of the fleet, latest first, so a fleet of short
+/// bookings cannot make it long; whatever it misses, the probes decide, so
+/// the answer never depends on these bounds, only its cost.
+pub const BUSY_SCAN_BEFORE_MS: i64 = 48 * 3_600_000;
+/// See [`BUSY_SCAN_BEFORE_MS`].
+pub const BUSY_SCAN_INTO_MS: i64 = 24 * 3_600_000;
+/// See [`BUSY_SCAN_BEFORE_MS`].
+pub const BUSY_SCAN_ROWS_PER_VEHICLE: i64 = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reservation {
     pub id: Uuid,

@@ -2,7 +2,7 @@
 //! finding a presented key and the operator's list of tenants, which use the
 //! read-only lookup transaction.
 
-use super::{is_unique_violation, pg, PgStorage, PgTx};
+use super::{is_unique_violation, pg, PgStorage, PgTx, ReadScope};
 use crate::http::auth::{Capability, Role};
 use crate::storage::access::{
     AccessStore, ActorKind, ApiKey, AuditEntry, AuditQuery, CostProfile, KeyAuth, NewKey, NewUser,
@@ -84,12 +84,12 @@ fn settings_at(r: &Row, i: usize) -> Result<TenantSettings, StorageError> {
     })
 }
 
+const SETTINGS_SELECT: &str =
+    "SELECT features, max_vehicles, max_users, api_rate_per_min FROM tenant_settings WHERE tenant_id = $1";
+
 async fn tenant_settings(tx: &PgTx, tenant: Uuid) -> Result<TenantSettings, StorageError> {
     match tx
-        .query_opt(
-            "SELECT features, max_vehicles, max_users, api_rate_per_min FROM tenant_settings WHERE tenant_id = $1",
-            &[&tenant],
-        )
+        .query_opt(SETTINGS_SELECT, &[&tenant])
         .await
         .map_err(pg)?
     {
@@ -179,27 +179,45 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
 #[async_trait]
 impl AccessStore for PgStorage {
     async fn key_by_hash(&self, key_hash: [u8; 32]) -> Result<Option<KeyAuth>, StorageError> {
-        let lookup = self.lookup_tx().await?;
-        let row = lookup
-            .query_opt(
-                &format!("SELECT {KEY_COLUMNS} FROM access_keys WHERE key_hash = $1"),
-                &[&key_hash.as_slice()],
+        // Asked on every API call: two single-round-trip reads, the key
+        // found by its hash, then its user and its tenant's settings.
+        let found = self
+            .read(
+                ReadScope::Lookup,
+                &[(
+                    &format!("SELECT {KEY_COLUMNS} FROM access_keys WHERE key_hash = $1"),
+                    &[&key_hash.as_slice()],
+                )],
             )
-            .await
-            .map_err(pg)?;
-        lookup.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let key = key_row(&row)?;
-        let tx = self.tenant_tx(key.tenant_id).await?;
-        let user_disabled = match key.user_id {
-            // A key whose user was deleted is as good as disabled.
-            Some(u) => user_by_id(&tx, key.tenant_id, u)
-                .await?
+            .await?;
+        let Some(row) = found.first().and_then(|rows| rows.first()) else {
+            return Ok(None);
+        };
+        let key = key_row(row)?;
+        let (t, user) = (key.tenant_id, key.user_id.unwrap_or(Uuid::nil()));
+        let user_sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND user_id = $2");
+        let settings_params: [&(dyn ToSql + Sync); 1] = [&t];
+        let user_params: [&(dyn ToSql + Sync); 2] = [&t, &user];
+        let mut reads: Vec<(&str, &[&(dyn ToSql + Sync)])> =
+            vec![(SETTINGS_SELECT, &settings_params)];
+        if key.user_id.is_some() {
+            reads.push((&user_sql, &user_params));
+        }
+        let rows = self.read(ReadScope::Tenant(t), &reads).await?;
+        let settings = match rows[0].first() {
+            Some(r) => settings_at(r, 0)?,
+            None => TenantSettings::default(),
+        };
+        // A key whose user was deleted is as good as disabled.
+        let user_disabled = match rows.get(1) {
+            Some(users) => users
+                .first()
+                .map(user_row)
+                .transpose()?
                 .is_none_or(|u| u.disabled),
             None => false,
         };
-        let settings = tenant_settings(&tx, key.tenant_id).await?;
-        tx.commit().await?;
         Ok(Some(KeyAuth {
             key,
             user_disabled,

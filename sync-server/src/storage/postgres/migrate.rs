@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "device_kind",
         sql: include_str!("../../../../migrations/server-postgres/0013_device_kind.sql"),
     },
+    Migration {
+        version: 14,
+        name: "availability_scan",
+        sql: include_str!("../../../../migrations/server-postgres/0014_availability_scan.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

@@ -34,11 +34,13 @@ use crate::storage::{
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use fleet_protocol::{BootId, Priority};
+use futures_util::future::try_join_all;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 pub use tls::{PgTarget, PgTls, SslMode};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -75,6 +77,16 @@ pub struct PgStorage {
     target: PgTarget,
     connector: tls::MakeRustlsConnect,
     last_nonce_prune_ms: Arc<AtomicI64>,
+}
+
+/// Whose rows a [`PgStorage::read`] sees.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReadScope {
+    /// One tenant's, under row-level security.
+    Tenant(Uuid),
+    /// API keys, enrollment tokens and devices of any tenant, found by their
+    /// key before the tenant is known (as [`PgStorage::lookup_tx`]).
+    Lookup,
 }
 
 /// An open transaction on a pooled connection, with `app.tenant_id` (or
@@ -247,6 +259,49 @@ impl PgStorage {
             .await
             .map_err(pg)?;
         Ok(PgTx { conn: Some(conn) })
+    }
+
+    /// Runs read-only statements in one transaction and one round trip: the
+    /// begin (with the tenant or the lookup set), the statements (each
+    /// prepared once per connection) and the commit are sent together, since
+    /// tokio-postgres pipelines the requests of one connection and the server
+    /// runs them in the order sent. The rows come back per statement.
+    pub(crate) async fn read(
+        &self,
+        scope: ReadScope,
+        statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<Vec<Row>>, StorageError> {
+        let conn = self.pool.get().await.map_err(pool_err)?;
+        let prepared = try_join_all(statements.iter().map(|(sql, _)| conn.prepare_cached(sql)))
+            .await
+            .map_err(pg)?;
+        let begin = match scope {
+            // A uuid's text form is hex and dashes, safe to splice.
+            ReadScope::Tenant(t) => {
+                format!("BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{t}', true)")
+            }
+            ReadScope::Lookup => "BEGIN READ ONLY; SET LOCAL app.lookup = 'on'".to_owned(),
+        };
+        let (began, rows, ended) = futures_util::join!(
+            conn.batch_execute(&begin),
+            try_join_all(
+                prepared
+                    .iter()
+                    .zip(statements)
+                    .map(|(st, (_, params))| conn.query(st, params))
+            ),
+            conn.batch_execute("COMMIT"),
+        );
+        match (began, rows, ended) {
+            (Ok(()), Ok(rows), Ok(())) => Ok(rows),
+            (began, rows, ended) => {
+                // A statement sent without its transaction, or a transaction
+                // left in an unknown state: do not reuse the connection.
+                drop(Object::take(conn));
+                let e = began.err().or(rows.err()).or(ended.err());
+                Err(pg(e.expect("one of the three failed")))
+            }
+        }
     }
 
     /// Creates missing partitions for this month and the next [`PARTITIONS_AHEAD`].

@@ -4,11 +4,11 @@
 //! fails with `exclusion_violation`, and only then is the blocking booking
 //! looked up for the answer.
 
-use super::{pg, PgStorage, PgTx};
+use super::{pg, PgStorage, PgTx, ReadScope};
 use crate::storage::reservations::{
     AvailabilityQuery, Blocking, Change, FeedSubject, Notices, Reservable, Reservation,
     ReservationFilter, ReservationSettings, ReservationStore, Status, Write, YardBooking,
-    HOLDING_SQL,
+    BUSY_SCAN_BEFORE_MS, BUSY_SCAN_INTO_MS, BUSY_SCAN_ROWS_PER_VEHICLE, HOLDING_SQL,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -156,16 +156,16 @@ impl ReservationStore for PgStorage {
         &self,
         tenant: Uuid,
     ) -> Result<ReservationSettings, StorageError> {
-        let tx = self.tenant_tx(tenant).await?;
-        let v: Option<serde_json::Value> = tx
-            .query_opt(
-                "SELECT settings FROM reservation_settings WHERE tenant_id = $1",
-                &[&tenant],
+        let rows = self
+            .read(
+                ReadScope::Tenant(tenant),
+                &[(
+                    "SELECT settings FROM reservation_settings WHERE tenant_id = $1",
+                    &[&tenant],
+                )],
             )
-            .await
-            .map_err(pg)?
-            .map(|r| r.get(0));
-        tx.commit().await?;
+            .await?;
+        let v: Option<serde_json::Value> = rows[0].first().map(|r| r.get(0));
         match v {
             None => Ok(ReservationSettings::default()),
             Some(v) => serde_json::from_value(v)
@@ -398,40 +398,55 @@ impl ReservationStore for PgStorage {
         tenant: Uuid,
         q: &AvailabilityQuery,
     ) -> Result<Vec<Reservable>, StorageError> {
-        // Holding reservations of one vehicle never overlap, so the one that
-        // starts last before the window's end is the only one that can reach
-        // into it: one index probe per vehicle.
+        // Two steps (see `BUSY_SCAN_BEFORE_MS`): the materialized CTEs keep
+        // the order, so the scan proves vehicles busy before any is probed,
+        // and `NOT IN` runs as one hashed subplan whatever the estimates.
         let sql = format!(
-            "SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
-             FROM assets a
-             WHERE a.tenant_id = $1 AND a.kind = $2 AND a.retired_at_ms IS NULL
-               AND ($3::text IS NULL OR a.vehicle_group = $3)
-               AND ($4::text IS NULL OR COALESCE(a.home_yard, 'default') = $4)
-               AND COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
+            "WITH fleet AS MATERIALIZED (
+                 SELECT a.tenant_id, a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
+                 FROM assets a
+                 WHERE a.tenant_id = $1 AND a.kind = $2 AND a.retired_at_ms IS NULL
+                   AND ($3::text IS NULL OR a.vehicle_group = $3)
+                   AND ($4::text IS NULL OR COALESCE(a.home_yard, 'default') = $4)),
+             busy AS MATERIALIZED (
+                 SELECT s.vehicle_id FROM (
+                     SELECT r.vehicle_id, r.end_ms, r.buffer_ms FROM reservations r
+                     WHERE r.tenant_id = $1 AND r.status IN {HOLDING_SQL}
+                       AND r.start_ms >= $5::bigint - {BUSY_SCAN_BEFORE_MS}
+                       AND r.start_ms < least($6::bigint, $5::bigint + {BUSY_SCAN_INTO_MS})
+                     ORDER BY r.start_ms DESC
+                     LIMIT (SELECT {BUSY_SCAN_ROWS_PER_VEHICLE} * count(*) FROM assets
+                            WHERE tenant_id = $1 AND kind = $2)) s
+                 WHERE s.end_ms + s.buffer_ms > $5),
+             unproven AS MATERIALIZED (
+                 SELECT * FROM fleet WHERE asset_id NOT IN (SELECT vehicle_id FROM busy))
+             SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
+             FROM unproven a
+             WHERE COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
                              WHERE r.tenant_id = a.tenant_id AND r.vehicle_id = a.asset_id
                                AND r.status IN {HOLDING_SQL} AND r.start_ms < $6
                              ORDER BY r.start_ms DESC LIMIT 1), $5) <= $5
              ORDER BY a.name, a.asset_id LIMIT $7"
         );
         let limit = i64::from(q.limit);
-        let tx = self.tenant_tx(tenant).await?;
-        let rows = tx
-            .query(
-                &sql,
-                &[
-                    &tenant,
-                    &q.kind,
-                    &q.vehicle_group,
-                    &q.home_yard,
-                    &q.from_ms,
-                    &(q.to_ms + q.buffer_ms),
-                    &limit,
-                ],
+        let rows = self
+            .read(
+                ReadScope::Tenant(tenant),
+                &[(
+                    &sql,
+                    &[
+                        &tenant,
+                        &q.kind,
+                        &q.vehicle_group,
+                        &q.home_yard,
+                        &q.from_ms,
+                        &(q.to_ms + q.buffer_ms),
+                        &limit,
+                    ],
+                )],
             )
-            .await
-            .map_err(pg)?;
-        tx.commit().await?;
-        Ok(rows.iter().map(reservable_row).collect())
+            .await?;
+        Ok(rows[0].iter().map(reservable_row).collect())
     }
 
     async fn yard_bookings(

@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "availability_index",
         sql: include_str!("../../../../migrations/server-sqlite/0014_availability_index.sql"),
     },
+    Migration {
+        version: 15,
+        name: "availability_scan",
+        sql: include_str!("../../../../migrations/server-sqlite/0015_availability_scan.sql"),
+    },
 ];
 
 pub struct Pool {

@@ -7,7 +7,7 @@ use super::{blob, uuid_at, SqliteStorage};
 use crate::storage::reservations::{
     AvailabilityQuery, Blocking, Change, FeedSubject, Notices, Reservable, Reservation,
     ReservationFilter, ReservationSettings, ReservationStore, Status, Write, YardBooking,
-    HOLDING_SQL,
+    BUSY_SCAN_BEFORE_MS, BUSY_SCAN_INTO_MS, BUSY_SCAN_ROWS_PER_VEHICLE, HOLDING_SQL,
 };
 use crate::storage::StorageError;
 use async_trait::async_trait;
@@ -187,14 +187,31 @@ fn queue_notices(
 /// last before the window's end (buffer included) is the only one that can
 /// reach into it: one probe per vehicle of the covering partial index
 /// `reservations_holding` (migration 0014), which never reads the table.
+/// Availability in two steps (see `BUSY_SCAN_BEFORE_MS`): the materialized
+/// CTEs keep the order, so the scan proves vehicles busy before any is probed.
 fn availability_sql() -> String {
     format!(
-        "SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
-         FROM assets a
-         WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.retired_at_ms IS NULL
-           AND (?3 IS NULL OR a.vehicle_group = ?3)
-           AND (?4 IS NULL OR COALESCE(a.home_yard, 'default') = ?4)
-           AND COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
+        "WITH fleet AS MATERIALIZED (
+             SELECT a.tenant_id, a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
+             FROM assets a
+             WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.retired_at_ms IS NULL
+               AND (?3 IS NULL OR a.vehicle_group = ?3)
+               AND (?4 IS NULL OR COALESCE(a.home_yard, 'default') = ?4)),
+         busy AS MATERIALIZED (
+             SELECT s.vehicle_id FROM (
+                 SELECT r.vehicle_id, r.end_ms, r.buffer_ms FROM reservations r
+                 WHERE r.tenant_id = ?1 AND r.status IN {HOLDING_SQL}
+                   AND r.start_ms >= ?5 - {BUSY_SCAN_BEFORE_MS}
+                   AND r.start_ms < min(?6, ?5 + {BUSY_SCAN_INTO_MS})
+                 ORDER BY r.start_ms DESC
+                 LIMIT (SELECT {BUSY_SCAN_ROWS_PER_VEHICLE} * count(*) FROM assets
+                        WHERE tenant_id = ?1 AND kind = ?2)) s
+             WHERE s.end_ms + s.buffer_ms > ?5),
+         unproven AS MATERIALIZED (
+             SELECT * FROM fleet WHERE asset_id NOT IN (SELECT vehicle_id FROM busy))
+         SELECT a.asset_id, a.kind, a.name, a.plate, a.vehicle_group, a.home_yard, a.retired_at_ms
+         FROM unproven a
+         WHERE COALESCE((SELECT r.end_ms + r.buffer_ms FROM reservations r
                          WHERE r.tenant_id = a.tenant_id AND r.vehicle_id = a.asset_id
                            AND r.status IN {HOLDING_SQL} AND r.start_ms < ?6
                          ORDER BY r.start_ms DESC LIMIT 1), ?5) <= ?5
@@ -589,7 +606,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_availability_probe_reads_only_the_covering_index() {
+    fn the_availability_scan_and_probe_read_only_covering_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.db");
         drop(SqliteStorage::open(&path).unwrap());
@@ -613,10 +630,14 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(
-            plan.iter()
-                .any(|l| l.contains("USING COVERING INDEX reservations_holding")),
-            "{plan:#?}"
-        );
+        // The busy scan reads bookings in start order, and the probe of each
+        // remaining vehicle its last booking, each from an index alone.
+        for index in ["reservations_holding_by_start", "reservations_holding "] {
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains(&format!("USING COVERING INDEX {index}"))),
+                "{index}: {plan:#?}"
+            );
+        }
     }
 }
