@@ -342,7 +342,47 @@ pub enum EventData {
     Json(serde_json::Value),
 }
 
+/// [`Position::to_json`] as a struct, for [`EventData::json_text`]: the same
+/// keys and values, declared in the order a `serde_json::Map` (sorted by key)
+/// writes them.
+#[derive(Serialize)]
+struct PositionText {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alt_m: Option<f64>,
+    fix: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdop: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heading_deg: Option<f64>,
+    lat: f64,
+    lon: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sats: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed_mps: Option<f64>,
+}
+
 impl EventData {
+    /// The JSON text of [`EventData::to_json`], byte for byte (the server
+    /// stores it and compares resent events with it), written without
+    /// building a `serde_json::Value` first: ingest calls this per event.
+    pub fn json_text(&self) -> Result<String, serde_json::Error> {
+        match self {
+            EventData::None => Ok("{}".to_owned()),
+            EventData::Position(p) => serde_json::to_string(&PositionText {
+                alt_m: p.alt_dm.map(|a| f64::from(a) / 10.0),
+                fix: p.fix,
+                hdop: p.hdop_d.map(|h| f64::from(h) / 10.0),
+                heading_deg: p.heading_cdeg.map(|h| f64::from(h) / 100.0),
+                lat: p.lat(),
+                lon: p.lon(),
+                sats: p.sats,
+                speed_mps: p.speed_cms.map(|s| f64::from(s) / 100.0),
+            }),
+            EventData::Json(v) => serde_json::to_string(v),
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             EventData::None => serde_json::Value::Object(Default::default()),
@@ -381,6 +421,47 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_text_is_the_serialized_to_json_byte_for_byte() {
+        // splitmix64, so the run is the same every time.
+        let mut x = 0x5eed_u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut datas = vec![
+            EventData::None,
+            EventData::Json(
+                serde_json::json!({"rpm": 1400, "b": [1.5, null], "a": {"z": 1, "y": "é\u{0}"}}),
+            ),
+            EventData::Json(serde_json::json!({})),
+        ];
+        for _ in 0..20_000 {
+            let r = next();
+            let some = |bit: u64| r >> (40 + bit) & 1 == 1;
+            datas.push(EventData::Position(Position {
+                lat_e7: (next() % 1_800_000_001) as i32 - 900_000_000,
+                lon_e7: next() as i32,
+                alt_dm: some(0).then(|| next() as i32),
+                speed_cms: some(1).then(|| next() as u32),
+                heading_cdeg: some(2).then(|| (next() % 36_000) as u16),
+                hdop_d: some(3).then(|| next() as u16),
+                sats: some(4).then(|| next() as u8),
+                fix: (r % 4) as u8,
+            }));
+        }
+        for d in &datas {
+            assert_eq!(
+                d.json_text().unwrap(),
+                serde_json::to_string(&d.to_json()).unwrap(),
+                "{d:?}"
+            );
+        }
+    }
 
     #[test]
     fn known_kind_codes_round_trip() {

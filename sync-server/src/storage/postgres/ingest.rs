@@ -217,7 +217,9 @@ pub(super) async fn ingest(
     let mut folded: Vec<(&Event, i64)> = Vec::new();
     let mut spans: HashMap<BootId, (u64, u64)> = HashMap::new();
     for e in &batch.events {
-        let data = serde_json::to_string(&e.data.to_json())
+        let data = e
+            .data
+            .json_text()
             .map_err(|e| StorageError::Backend(e.to_string()))?;
         if let Some(stored) = known.get(&e.seq) {
             if stored.is(e, &data) {

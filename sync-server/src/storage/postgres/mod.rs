@@ -2,8 +2,10 @@
 //!
 //! Every statement runs in a transaction opened by [`PgStorage::tenant_tx`], which
 //! sets `app.tenant_id` for row-level security, or by [`PgStorage::lookup_tx`] for
-//! the few reads that find a row before its tenant is known. The queries filter
-//! by tenant as well; the policies are there for the one that forgets.
+//! the few reads that find a row before its tenant is known. The reads on every
+//! API call's path (the key, the settings, availability) use
+//! [`PgStorage::read`], the same transaction sent in one round trip. The queries
+//! filter by tenant as well; the policies are there for the one that forgets.
 
 pub(crate) mod access;
 mod analytics;

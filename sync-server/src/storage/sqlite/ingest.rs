@@ -187,7 +187,8 @@ pub(super) fn ingest(
 }
 
 fn data_text(data: &EventData) -> Result<String, StorageError> {
-    serde_json::to_string(&data.to_json()).map_err(|e| StorageError::Backend(e.to_string()))
+    data.json_text()
+        .map_err(|e| StorageError::Backend(e.to_string()))
 }
 
 fn cached_anchor(
