@@ -570,6 +570,32 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// The audit log's entry saying that the caller did `action` to `target`, for
+/// a write that stores it in its own transaction.
+pub fn audit_entry(
+    caller: &Caller,
+    action: &str,
+    target: impl Into<String>,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        tenant_id: caller.tenant,
+        audit_id: Uuid::new_v4(),
+        at_ms: now_ms(),
+        actor_kind: if caller.session_id.is_some() {
+            ActorKind::Session
+        } else {
+            ActorKind::Key
+        },
+        actor_key_id: caller.session_id.is_none().then_some(caller.key_id),
+        actor_user_id: caller.user_id,
+        action: action.to_owned(),
+        target: target.into(),
+        detail,
+        request_id: Some(caller.request_id.clone()),
+    }
+}
+
 impl AppState {
     /// Records in the caller's tenant's audit log that the caller did `action` to
     /// `target` (e.g. `"user.create"`, `"user:UUID"`).
@@ -581,22 +607,7 @@ impl AppState {
         detail: serde_json::Value,
     ) -> Result<(), ApiError> {
         self.storage
-            .record_audit(AuditEntry {
-                tenant_id: caller.tenant,
-                audit_id: Uuid::new_v4(),
-                at_ms: now_ms(),
-                actor_kind: if caller.session_id.is_some() {
-                    ActorKind::Session
-                } else {
-                    ActorKind::Key
-                },
-                actor_key_id: caller.session_id.is_none().then_some(caller.key_id),
-                actor_user_id: caller.user_id,
-                action: action.to_owned(),
-                target: target.into(),
-                detail,
-                request_id: Some(caller.request_id.clone()),
-            })
+            .record_audit(audit_entry(caller, action, target, detail))
             .await?;
         Ok(())
     }

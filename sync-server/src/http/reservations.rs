@@ -6,7 +6,7 @@
 //! Drivers (callers without `approve_reservations`) book for themselves and
 //! see only their own bookings; dispatchers and managers see and book for all.
 
-use super::auth::{Caller, Capability};
+use super::auth::{audit_entry, Caller, Capability};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::openapi::{error_response, json_body, json_response, schema_ref, uuid_param};
 use crate::reservations::ical::{self, FeedEvent};
@@ -471,7 +471,15 @@ async fn decide(
         }
         let mut pinned = change.clone();
         let next = after(&current, &mut pinned);
-        let notices = notices_for(state, caller.tenant, &[notice], &next).await?;
+        let mut notices = notices_for(state, caller.tenant, &[notice], &next).await?;
+        notices.audit = audit.map(|action| {
+            audit_entry(
+                caller,
+                action,
+                format!("reservation:{id}"),
+                json!({ "vehicle_id": next.vehicle_id, "user_id": next.user_id, "reason": next.reason, "version": next.version }),
+            )
+        });
         match state
             .storage
             .update_reservation(caller.tenant, id, &pinned, &notices)
@@ -484,16 +492,6 @@ async fn decide(
             Write::NotFound => return Err(not_found()),
         }
     };
-    if let Some(action) = audit {
-        state
-            .audit(
-                caller,
-                action,
-                format!("reservation:{id}"),
-                json!({ "vehicle_id": r.vehicle_id, "user_id": r.user_id, "reason": r.reason, "version": r.version }),
-            )
-            .await?;
-    }
     Ok(Json(reservation_json(&r)))
 }
 

@@ -157,6 +157,7 @@ pub fn notices(
             payload,
         }],
         mail,
+        audit: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! check takes a fresh, empty `Arc<dyn Storage>`; a backend runs them all with
 //! [`conformance_reservations_suite!`](crate::conformance_reservations_suite).
 
+use super::access::{ActorKind, AuditEntry, AuditQuery};
 use super::assets::{Asset, AssetKind};
 use super::conformance::NOW;
 use super::reservations::{
@@ -854,6 +855,37 @@ async fn delivery_events(storage: &Arc<dyn Storage>, t: Uuid, hook: Uuid) -> Vec
     ids
 }
 
+fn audit_entry(t: Uuid, user: Uuid, action: &str, id: Uuid) -> AuditEntry {
+    AuditEntry {
+        tenant_id: t,
+        audit_id: Uuid::new_v4(),
+        at_ms: NOW,
+        actor_kind: ActorKind::Key,
+        actor_key_id: Some(Uuid::new_v4()),
+        actor_user_id: Some(user),
+        action: action.into(),
+        target: format!("reservation:{id}"),
+        detail: serde_json::json!({ "version": 2 }),
+        request_id: Some("req-1".into()),
+    }
+}
+
+async fn audit_actions(storage: &Arc<dyn Storage>, t: Uuid) -> Vec<String> {
+    storage
+        .query_audit(
+            t,
+            AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
 pub async fn a_done_write_queues_its_notices_and_a_refused_one_queues_none(
     storage: Arc<dyn Storage>,
 ) {
@@ -897,35 +929,43 @@ pub async fn a_done_write_queues_its_notices_and_a_refused_one_queues_none(
     let mut stale = cancel.clone();
     let next = after(&first, &mut stale);
     stale.expected_version = Some(first.version + 7);
+    let mut with_audit = notices_of(t, &[Notice::Cancelled], &next);
+    with_audit.audit = Some(audit_entry(t, user, "reservation.refused", first.id));
     assert!(matches!(
         storage
-            .update_reservation(
-                t,
-                first.id,
-                &stale,
-                &notices_of(t, &[Notice::Cancelled], &next)
-            )
+            .update_reservation(t, first.id, &stale, &with_audit)
             .await
             .unwrap(),
         Write::Stale(_)
     ));
     assert_eq!(mail_ids(&storage, t).await, want_mail);
     assert_eq!(delivery_events(&storage, t, hook).await, want_events);
+    assert!(audit_actions(&storage, t).await.is_empty());
 
-    // A done change queues its own, and the same notice again queues nothing.
+    // A done change queues its own and writes its audit entry, and the same
+    // notice again queues nothing.
     let next = after(&first, &mut cancel);
+    let mut with_audit = notices_of(t, &[Notice::Cancelled], &next);
+    let entry = audit_entry(t, user, "reservation.cancel", first.id);
+    with_audit.audit = Some(entry.clone());
     let cancelled = done(
         storage
-            .update_reservation(
-                t,
-                first.id,
-                &cancel,
-                &notices_of(t, &[Notice::Cancelled], &next),
-            )
+            .update_reservation(t, first.id, &cancel, &with_audit)
             .await
             .unwrap(),
     );
     assert_eq!(cancelled, next);
+    let stored = storage
+        .query_audit(
+            t,
+            AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, [entry]);
     let again = notices_of(t, &[Notice::Cancelled], &next);
     let mut touch = Change::new(NOW + 2);
     touch.purpose = Some(Some("again".into()));

@@ -244,6 +244,10 @@ pub struct WebhookNotice {
 pub struct Notices {
     pub webhooks: Vec<WebhookNotice>,
     pub mail: Vec<NewMail>,
+    /// The audit log's entry for the change (approvals and rejections), kept
+    /// in the same transaction: no decision without its entry, and no entry
+    /// for a decision that was refused.
+    pub audit: Option<super::access::AuditEntry>,
 }
 
 impl Notices {
@@ -254,6 +258,9 @@ impl Notices {
     pub fn extend(&mut self, other: Notices) {
         self.webhooks.extend(other.webhooks);
         self.mail.extend(other.mail);
+        if other.audit.is_some() {
+            self.audit = other.audit;
+        }
     }
 }
 

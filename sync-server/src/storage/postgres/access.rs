@@ -176,6 +176,29 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// Adds `e` to the audit log, in the caller's transaction.
+pub(super) async fn insert_audit(tx: &PgTx, e: &AuditEntry) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &e.tenant_id,
+            &e.at_ms,
+            &e.audit_id,
+            &e.actor_kind.as_str(),
+            &e.actor_key_id,
+            &e.actor_user_id,
+            &e.action,
+            &e.target,
+            &e.detail,
+            &e.request_id,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
 #[async_trait]
 impl AccessStore for PgStorage {
     async fn key_by_hash(&self, key_hash: [u8; 32]) -> Result<Option<KeyAuth>, StorageError> {
@@ -541,24 +564,7 @@ impl AccessStore for PgStorage {
 
     async fn record_audit(&self, e: AuditEntry) -> Result<(), StorageError> {
         let tx = self.tenant_tx(e.tenant_id).await?;
-        tx.execute(
-            "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &e.tenant_id,
-                &e.at_ms,
-                &e.audit_id,
-                &e.actor_kind.as_str(),
-                &e.actor_key_id,
-                &e.actor_user_id,
-                &e.action,
-                &e.target,
-                &e.detail,
-                &e.request_id,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        insert_audit(&tx, &e).await?;
         tx.commit().await
     }
 

@@ -135,6 +135,9 @@ async fn queue_notices(
     for m in &notices.mail {
         super::mail::insert_mail(tx, tenant, m, now_ms).await?;
     }
+    if let Some(e) = &notices.audit {
+        super::access::insert_audit(tx, e).await?;
+    }
     Ok(())
 }
 

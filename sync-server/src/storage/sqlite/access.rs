@@ -189,6 +189,29 @@ fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+/// Adds `e` to the audit log, in the caller's transaction (or on its own).
+pub(super) fn insert_audit(c: &Connection, e: &AuditEntry) -> Result<(), StorageError> {
+    c.prepare_cached(
+        "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        blob(&e.tenant_id),
+        e.at_ms,
+        blob(&e.audit_id),
+        e.actor_kind.as_str(),
+        e.actor_key_id.as_ref().map(blob),
+        e.actor_user_id.as_ref().map(blob),
+        e.action,
+        e.target,
+        e.detail.to_string(),
+        e.request_id,
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl AccessStore for SqliteStorage {
     async fn key_by_hash(&self, key_hash: [u8; 32]) -> Result<Option<KeyAuth>, StorageError> {
@@ -547,29 +570,7 @@ impl AccessStore for SqliteStorage {
     }
 
     async fn record_audit(&self, e: AuditEntry) -> Result<(), StorageError> {
-        self.pool
-            .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .map_err(backend)?
-                .execute(params![
-                    blob(&e.tenant_id),
-                    e.at_ms,
-                    blob(&e.audit_id),
-                    e.actor_kind.as_str(),
-                    e.actor_key_id.as_ref().map(blob),
-                    e.actor_user_id.as_ref().map(blob),
-                    e.action,
-                    e.target,
-                    e.detail.to_string(),
-                    e.request_id,
-                ])
-                .map_err(backend)?;
-                Ok(())
-            })
-            .await
+        self.pool.write(move |c| insert_audit(c, &e)).await
     }
 
     async fn query_audit(

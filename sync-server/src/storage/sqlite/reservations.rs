@@ -180,13 +180,12 @@ fn queue_notices(
     for m in &notices.mail {
         super::mail::insert_mail(tx, *tenant, m, now_ms)?;
     }
+    if let Some(e) = &notices.audit {
+        super::access::insert_audit(tx, e)?;
+    }
     Ok(())
 }
 
-/// Holding reservations of one vehicle never overlap, so the one that starts
-/// last before the window's end (buffer included) is the only one that can
-/// reach into it: one probe per vehicle of the covering partial index
-/// `reservations_holding` (migration 0014), which never reads the table.
 /// Availability in two steps (see `BUSY_SCAN_BEFORE_MS`): the materialized
 /// CTEs keep the order, so the scan proves vehicles busy before any is probed.
 fn availability_sql() -> String {
