@@ -984,6 +984,7 @@ pub fn openapi() -> Value {
     ]);
     let ics = json!({ "description": "an iCalendar (RFC 5545) feed", "content": { "text/calendar": { "schema": { "type": "string" } } } });
     let ts = json!({ "type": "integer", "description": "epoch milliseconds" });
+    let window_ts = json!({ "type": "integer", "minimum": 0, "maximum": rules::MAX_QUERY_MS, "description": "epoch milliseconds, 1970 to the year 9999" });
     let opt_text = super::openapi::nullable(super::openapi::printable_text(0, MAX_TEXT, true));
     json!({
         "paths": {
@@ -1226,7 +1227,7 @@ pub fn openapi() -> Value {
                 "required": ["from_ms", "to_ms"],
                 "description": "to_ms after from_ms and at most two years later",
                 "properties": {
-                    "from_ms": ts, "to_ms": ts,
+                    "from_ms": window_ts, "to_ms": window_ts,
                     "vehicle_group": super::openapi::printable_text(0, MAX_TEXT, true),
                     "home_yard": { "description": "`default` for vehicles with no home yard", "allOf": [super::openapi::printable_text(0, MAX_TEXT, true)] },
                     "kind": { "type": "string", "enum": ["vehicle", "trailer", "equipment", "key"], "default": "vehicle" },

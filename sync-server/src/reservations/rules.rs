@@ -31,7 +31,7 @@ pub fn check_window(start_ms: i64, end_ms: i64, now_ms: i64) -> Result<(), Refus
     if end_ms <= start_ms {
         return Err(refused("bad_window", "end must be after start"));
     }
-    if end_ms - start_ms > MAX_LENGTH_MS {
+    if end_ms.saturating_sub(start_ms) > MAX_LENGTH_MS {
         return Err(refused("bad_window", "a booking may last at most 31 days"));
     }
     if start_ms < now_ms - PAST_TOLERANCE_MS {
@@ -43,8 +43,19 @@ pub fn check_window(start_ms: i64, end_ms: i64, now_ms: i64) -> Result<(), Refus
     Ok(())
 }
 
-/// A query window (availability, lists): ordered and not absurdly long.
+/// The last millisecond of the year 9999: query windows end by then, so the
+/// queries' own arithmetic on them (buffers, scan bounds) cannot overflow.
+pub const MAX_QUERY_MS: i64 = 253_402_300_799_999;
+
+/// A query window (availability, lists): ordered, not absurdly long, and
+/// between 1970 and the year 9999.
 pub fn check_query_window(from_ms: i64, to_ms: i64) -> Result<(), Refused> {
+    if !(0..=MAX_QUERY_MS).contains(&from_ms) || !(0..=MAX_QUERY_MS).contains(&to_ms) {
+        return Err(refused(
+            "bad_window",
+            "from and to must be epoch milliseconds between 1970 and the year 9999",
+        ));
+    }
     if to_ms <= from_ms {
         return Err(refused("bad_window", "to must be after from"));
     }
@@ -143,6 +154,29 @@ mod tests {
             (NOW + MAX_AHEAD_MS + 1, NOW + MAX_AHEAD_MS + H),
         ] {
             assert_eq!(check_window(s, e, NOW).unwrap_err().code, "bad_window");
+        }
+    }
+
+    #[test]
+    fn extreme_times_are_refused_without_overflowing() {
+        assert_eq!(
+            check_window(i64::MIN, i64::MAX, NOW).unwrap_err().code,
+            "bad_window"
+        );
+        assert!(check_query_window(NOW, NOW + H).is_ok());
+        assert!(check_query_window(0, H).is_ok());
+        for (from, to) in [
+            (i64::MIN, i64::MAX),
+            (-1, H),
+            (i64::MIN, i64::MIN + H),
+            (MAX_QUERY_MS - H, MAX_QUERY_MS + 1),
+            (i64::MAX - H, i64::MAX),
+        ] {
+            assert_eq!(
+                check_query_window(from, to).unwrap_err().code,
+                "bad_window",
+                "{from}..{to}"
+            );
         }
     }
 
