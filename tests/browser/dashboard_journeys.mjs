@@ -48,6 +48,10 @@ const journeys = {
   async tour(page) {
     await page.waitForFunction(() => document.body.dataset.live === "live", null, { timeout: 15000 });
     await page.waitForFunction((n) => document.querySelectorAll("#map g.marker").length >= n, c.vehicles, { timeout: 30000 });
+    // The geofences come from the device groups' configs, loaded beside the
+    // vehicle list, so they may be drawn after the markers.
+    await page.waitForFunction((n) => document.querySelectorAll("#map polygon.fence").length >= n, c.yards, { timeout: 15000 })
+      .catch(() => {});
     const fences = await page.locator("#map polygon.fence").count();
     check("the yard geofences are drawn", fences === c.yards, fences);
     const scale = await page.locator("#map .scale text").textContent();

@@ -148,7 +148,10 @@ pub fn run_output(mut cmd: Command, timeout: Duration) -> Result<String> {
         .expect("stderr reader")
         .context("reading stderr")?;
     if !status.success() {
-        bail!("{cmd:?} failed ({status}):\n{stderr}");
+        // A checker script may state its verdict on stdout before failing.
+        let lines: Vec<&str> = stdout.lines().collect();
+        let said = lines[lines.len().saturating_sub(5)..].join("\n");
+        bail!("{cmd:?} failed ({status}):\n{stderr}\nlast of stdout:\n{said}");
     }
     Ok(stdout)
 }
