@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "availability_scan",
         sql: include_str!("../../../../migrations/server-postgres/0014_availability_scan.sql"),
     },
+    Migration {
+        version: 15,
+        name: "events_policy",
+        sql: include_str!("../../../../migrations/server-postgres/0015_events_policy.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("fleetmig").

@@ -113,18 +113,21 @@ async fn a_row_for_another_tenant_cannot_be_written() {
     };
     let a = pg.create_tenant("acme").await.unwrap().tenant_id;
     let b = Uuid::new_v4();
-    let tx = pg.tenant_tx(a).await.unwrap();
-    let err = tx
-        .execute(
-            "INSERT INTO doc_chunks (tenant_id, doc_id, chunk_no, bytes) VALUES ($1, 'x', 1, '\\x00')",
-            &[&b],
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        pg_err(err).to_string().contains("row-level security"),
-        "the policy's WITH CHECK refuses a foreign tenant_id"
-    );
+    // `events` checks the setting once per statement (migration 0015); the
+    // others once per row. Both refuse a foreign row, even among own ones.
+    for sql in [
+        "INSERT INTO doc_chunks (tenant_id, doc_id, chunk_no, bytes) SELECT $1, 'x', 1, '\\x00' WHERE $2::uuid IS NOT NULL",
+        "INSERT INTO events (tenant_id, device_id, seq, kind, priority, boot_id, mono_ms, wall_ms, hlc,
+             config_version, time_ms, time_source, data, received_at_ms)
+         SELECT unnest(ARRAY[$2::uuid, $1::uuid, $2::uuid]), gen_random_uuid(), 1, 'x', 1, '\\x00', 0, 0, 0, 1, 0, 'wall', '{}', 0",
+    ] {
+        let tx = pg.tenant_tx(a).await.unwrap();
+        let err = pg_err(tx.execute(sql, &[&b, &a]).await.unwrap_err()).to_string();
+        assert!(
+            err.contains("row-level security"),
+            "the policy's WITH CHECK refuses a foreign tenant_id: {sql}: {err}"
+        );
+    }
 }
 
 fn pg_err(e: tokio_postgres::Error) -> crate::storage::StorageError {
