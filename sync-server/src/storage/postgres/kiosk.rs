@@ -187,24 +187,7 @@ impl KioskStore for PgStorage {
         if n != 1 {
             return Ok(false);
         }
-        tx.execute(
-            "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &audit.tenant_id,
-                &audit.at_ms,
-                &audit.audit_id,
-                &audit.actor_kind.as_str(),
-                &audit.actor_key_id,
-                &audit.actor_user_id,
-                &audit.action,
-                &audit.target,
-                &audit.detail,
-                &audit.request_id,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        super::access::insert_audit(&tx, &audit).await?;
         tx.commit().await?;
         Ok(true)
     }

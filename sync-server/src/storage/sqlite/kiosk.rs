@@ -175,23 +175,7 @@ impl KioskStore for SqliteStorage {
                 if n != 1 {
                     return Ok(false);
                 }
-                tx.execute(
-                    "INSERT INTO audit_log (tenant_id, at_ms, audit_id, actor_kind, actor_key_id, actor_user_id, action, target, detail, request_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![
-                        blob(&audit.tenant_id),
-                        audit.at_ms,
-                        blob(&audit.audit_id),
-                        audit.actor_kind.as_str(),
-                        audit.actor_key_id.as_ref().map(blob),
-                        audit.actor_user_id.as_ref().map(blob),
-                        audit.action,
-                        audit.target,
-                        audit.detail.to_string(),
-                        audit.request_id,
-                    ],
-                )
-                .map_err(backend)?;
+                super::access::insert_audit(&tx, &audit)?;
                 tx.commit().map_err(backend)?;
                 Ok(true)
             })
